@@ -1,0 +1,119 @@
+"""Config loading and validation against the JSON schema (DESIGN.md section 4).
+
+The schema (``config.schema.yaml`` in this package, linked from ``config/``) forbids unknown
+keys at every level. :func:`validate_config` turns the first violation into a one-line
+:class:`~databrittle.errors.InputError` that names the dotted key, e.g.
+``config key 'bisection.kk': unknown key (allowed: budget, k, metrics, n_test)``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from databrittle.errors import InputError
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The config JSON schema as a dict."""
+    text = resources.files("databrittle").joinpath("config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(part) for part in path) or "<root>"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """One line naming the offending key for a jsonschema error."""
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        key = _dotted([*error.absolute_path, extra[0]]) if extra else _dotted(error.absolute_path)
+        return f"config key '{key}': unknown key (allowed: {', '.join(allowed)})"
+    if error.validator == "required":
+        missing = [k for k in error.validator_value if k not in error.instance]
+        key = _dotted([*error.absolute_path, missing[0]]) if missing else _dotted(error.absolute_path)
+        return f"config key '{key}': required key is missing"
+    value = error.instance
+    if error.validator == "enum":
+        reason = f"must be one of {error.validator_value}"
+    elif error.validator in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        symbol = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}
+        reason = f"must be {symbol[error.validator]} {error.validator_value}"
+    elif error.validator == "type":
+        reason = f"must be of type {error.validator_value}"
+    else:
+        reason = error.message
+    return f"config key '{_dotted(error.absolute_path)}': value {value!r} is invalid: {reason}"
+
+
+def validate_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``config`` against the schema; return it unchanged.
+
+    Raises:
+        InputError: one line naming the first offending key (unknown, missing or invalid).
+    """
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise InputError(_describe(errors[0]))
+    _check_consistency(config)
+    return config
+
+
+def _check_consistency(config: dict[str, Any]) -> None:
+    """Cross-key checks the schema cannot express (data-independent)."""
+    methods = config["methods"]
+    if len(set(methods)) != len(methods):
+        raise InputError("config key 'methods': a method is listed twice")
+
+
+def load_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file and validate it."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: a config must be a mapping of keys")
+    return validate_config(config)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A ranking method: feature extractor x similarity x candidate pool (DESIGN.md 1).
+
+    ``random`` has no extractor; its candidates are the same-class pool too.
+    """
+
+    name: str
+    similarity: str
+    extractor: str | None
+    pool: str = "same_class"
+
+
+def parse_method(name: str) -> MethodSpec:
+    """``"esvm-moco"`` -> MethodSpec(similarity="esvm", extractor="moco")."""
+    if name == "random":
+        return MethodSpec(name=name, similarity="random", extractor=None)
+    similarity, _, extractor = name.partition("-")
+    if similarity not in ("esvm", "l2") or extractor not in ("moco", "supervised"):
+        raise InputError(f"method '{name}': unknown method (expected random or {{esvm,l2}}-{{moco,supervised}})")
+    return MethodSpec(name=name, similarity=similarity, extractor=extractor)
+
+
+def extractors_used(methods: list[str]) -> list[str]:
+    """Feature extractors the listed methods need, in a stable order."""
+    return sorted({spec.extractor for spec in map(parse_method, methods) if spec.extractor})

@@ -1,0 +1,256 @@
+"""The body of every pipeline stage: read inputs, call the library, write outputs + sidecars.
+
+Each function is what one Snakemake rule runs (through workflow/scripts/run_stage.py) and is
+usable without Snakemake. Arguments are plain paths and the config sections the stage
+depends on, so that a rule's ``params`` capture everything its result depends on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from databrittle import io
+from databrittle.config import parse_method
+from databrittle.provenance import measured, write_sidecar
+
+Path = str | os.PathLike
+
+
+# ---------------------------------------------------------------- data
+def prepare_data(train_beton: Path, test_beton: Path, split_csv: Path, sidecar: Path, *, dataset: str,
+                 data: dict[str, Any], seed: int) -> None:
+    """Write the dataset's betons, its split map and a sidecar with class counts."""
+    from databrittle.datasets import class_counts, prepare_digits
+    from databrittle.seeds import derive_seed
+
+    with measured() as meter:
+        if dataset != "digits":
+            raise ValueError(f"dataset {dataset!r} is not supported yet")
+        out_dir = os.path.dirname(train_beton)
+        splits = prepare_digits(out_dir, data["test_fraction"], derive_seed(seed, "split"))
+        counts = {name: class_counts(s.labels) for name, s in splits.items()}
+        write_sidecar(sidecar, params={"dataset": dataset, **data, "seed": seed}, meter=meter,
+                      outputs=[train_beton, test_beton, split_csv], class_counts=counts,
+                      shapes={name: list(s.images.shape) for name, s in splits.items()})
+
+
+def check_pool(sidecar: Path, k: int) -> None:
+    """Raise (naming ``bisection.k``) if k exceeds the smallest same-class training pool."""
+    from databrittle.datasets import check_pool_size
+
+    counts = io.read_json(sidecar)["class_counts"]["train"]
+    labels = np.repeat(np.array([int(c) for c in counts]), [int(n) for n in counts.values()])
+    check_pool_size(k, labels, str(sidecar))
+
+
+# ---------------------------------------------------------------- extractors
+def train_extractor(kind: str, train_beton: Path, test_beton: Path, checkpoint: Path, sidecar: Path, *,
+                    backbone: dict[str, Any], section: dict[str, Any], seed: int, device: str) -> None:
+    """Train the SSL (``kind="moco"``) or supervised extractor and save its checkpoint."""
+    from databrittle import features, ssl
+    from databrittle.datasets import read_beton
+    from databrittle.device import resolve_device
+    from databrittle.seeds import derive_seed
+
+    torch_device = resolve_device(device)
+    with measured() as meter:
+        images, labels = read_beton(train_beton)
+        train_seed = derive_seed(seed, "extractor", kind)
+        if kind == "supervised":
+            payload, history = ssl.train_supervised(images, labels, backbone_cfg=backbone, sup_cfg=section,
+                                                    seed=train_seed, device=torch_device)
+        else:
+            payload, history = ssl.train_moco(images, None, backbone_cfg=backbone, ssl_cfg=section,
+                                              seed=train_seed, device=torch_device)
+        ssl.save_checkpoint(checkpoint, payload)
+        test_images, test_labels = read_beton(test_beton)
+        knn = _knn(features, payload, images, labels, test_images, test_labels, section.get("knn_k", 20), torch_device)
+        write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed},
+                      meter=meter, outputs=[checkpoint], device=str(torch_device), seeds={"train": train_seed},
+                      history=history, knn_accuracy_backbone=knn)
+
+
+def _knn(features_module: Any, payload: dict, images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
+         test_labels: np.ndarray, k: int, device: Any) -> float:
+    train_f = features_module.extract_features(payload, images, layer="backbone", device=device)
+    test_f = features_module.extract_features(payload, test_images, layer="backbone", device=device)
+    return features_module.knn_accuracy(train_f, labels, test_f, test_labels, k)
+
+
+def extract_features(checkpoint: Path, train_beton: Path, test_beton: Path, train_npy: Path, test_npy: Path,
+                     sidecar: Path, *, layer: str, knn_k: int, device: str) -> None:
+    """Features of both splits (row i = dataset index i) and their kNN accuracy."""
+    from databrittle import features, ssl
+    from databrittle.datasets import read_beton
+    from databrittle.device import resolve_device
+
+    torch_device = resolve_device(device)
+    with measured() as meter:
+        payload = ssl.load_checkpoint(checkpoint)
+        train_images, train_labels = read_beton(train_beton)
+        test_images, test_labels = read_beton(test_beton)
+        train_f = features.extract_features(payload, train_images, layer=layer, device=torch_device)
+        test_f = features.extract_features(payload, test_images, layer=layer, device=torch_device)
+        io.save_npy(train_npy, train_f.astype(np.float32))
+        io.save_npy(test_npy, test_f.astype(np.float32))
+        knn = features.knn_accuracy(train_f, train_labels, test_f, test_labels, knn_k)
+        write_sidecar(sidecar, params={"layer": layer, "knn_k": knn_k, "checkpoint": str(checkpoint)}, meter=meter,
+                      outputs=[train_npy, test_npy], device=str(torch_device), knn_accuracy=knn,
+                      feature_layer=layer, dim=int(train_f.shape[1]))
+
+
+# ---------------------------------------------------------------- counterfactual data
+def _vectors(train_beton: Path, test_beton: Path):
+    import torch
+
+    from databrittle.datasets import read_beton
+    from databrittle.train import images_to_vectors
+
+    train_images, train_labels = read_beton(train_beton)
+    test_images, test_labels = read_beton(test_beton)
+    n_classes = int(max(train_labels.max(), test_labels.max()) + 1)
+    return (images_to_vectors(train_images), torch.from_numpy(train_labels), images_to_vectors(test_images),
+            test_labels, n_classes)
+
+
+def reference_models(train_beton: Path, test_beton: Path, mean_logits: Path, model_logits: Path, sidecar: Path, *,
+                     counterfactual: dict[str, Any], n_models: int, seed: int, device: str) -> None:
+    """R models on all training data: averaged test logits, per-model logits, accuracy."""
+    from databrittle.device import resolve_device
+    from databrittle.reference import reference_summary, train_reference_models
+    from databrittle.train import TrainConfig
+
+    torch_device = resolve_device(device)
+    with measured() as meter:
+        train_x, train_y, test_x, test_labels, n_classes = _vectors(train_beton, test_beton)
+        logits = train_reference_models(train_x, train_y, test_x, TrainConfig.from_config(counterfactual), n_models,
+                                        n_classes, seed, torch_device)
+        io.save_npy(model_logits, logits)
+        io.save_npy(mean_logits, logits.mean(0).astype(np.float32))
+        write_sidecar(sidecar, params={"counterfactual": counterfactual, "n_models": n_models, "seed": seed},
+                      meter=meter, outputs=[mean_logits, model_logits], device=str(torch_device),
+                      **reference_summary(logits, test_labels))
+
+
+def choose_targets(model_logits: Path, test_beton: Path, targets_csv: Path, *, n_targets: int, seed: int) -> None:
+    """targets.csv: class-balanced targets correctly classified on average, with flip classes."""
+    from databrittle.datasets import read_beton
+    from databrittle.reference import choose_targets as choose, correct_on_average, flip_classes, targets_frame
+
+    _, test_labels = read_beton(test_beton)
+    logits = io.load_npy(model_logits, ndim=3)
+    if logits.shape[1] != len(test_labels):
+        raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_beton} has {len(test_labels)}")
+    chosen = choose(correct_on_average(logits, test_labels), test_labels, n_targets, seed)
+    io.write_csv(targets_csv, targets_frame(chosen, test_labels, flip_classes(logits.mean(0), test_labels)))
+
+
+# ---------------------------------------------------------------- rankings
+def rank_method(method: str, train_beton: Path, targets_csv: Path, train_features: Path | None,
+                test_features: Path | None, ranking: Path, ranking_scores: Path, score_vectors: Path, sidecar: Path,
+                *, k: int, esvm: dict[str, Any], top_fraction: float, seed: int) -> None:
+    """Top-k rankings, their scores and full LDS score vectors of one method for all targets."""
+    from databrittle.datasets import read_beton
+    from databrittle.rank import check_features, lds_score_vectors, rank_targets
+    from databrittle.reference import read_targets
+
+    spec = parse_method(method)
+    with measured() as meter:
+        _, train_labels = read_beton(train_beton)
+        targets = read_targets(targets_csv)
+        train_f = test_f = target_f = None
+        if spec.extractor is not None:
+            train_f = io.load_npy(train_features, ndim=2)
+            check_features(train_f, len(train_labels), str(train_features))
+            test_f = io.load_npy(test_features, ndim=2)
+            check_features(test_f, test_f.shape[0], str(test_features))
+            if int(targets["target"].max()) >= len(test_f):
+                raise io.InputError(f"{test_features}: {len(test_f)} rows, fewer than the test indices in {targets_csv}")
+            target_f = test_f[targets["target"].to_numpy()]
+        result = rank_targets(spec, train_f, train_labels, target_f, targets["label"].to_numpy(),
+                              targets["target"].to_numpy(), k, esvm["C"], seed)
+        io.save_npy(ranking, result.indices)
+        io.save_npy(ranking_scores, result.scores)
+        io.save_npy(score_vectors, lds_score_vectors(result.similarity, train_labels, targets["label"].to_numpy(),
+                                                     top_fraction))
+        write_sidecar(sidecar, params={"method": method, "k": k, "esvm": esvm, "top_fraction": top_fraction,
+                                       "seed": seed, "pool": spec.pool}, meter=meter,
+                      outputs=[ranking, ranking_scores, score_vectors])
+
+
+# ---------------------------------------------------------------- bisection
+def bisect_step(step: int, metric: str, method: str, slots: Sequence[int], train_beton: Path, test_beton: Path,
+                targets_csv: Path, ranking: Path, previous_steps: Sequence[Path], step_files: Sequence[Path], *,
+                k: int, n_test: int, counterfactual: dict[str, Any], seed: int, device: str) -> None:
+    """Step ``step`` of Algorithm 1 for the targets in ``slots`` (one step file each)."""
+    from databrittle.device import resolve_device
+    from databrittle.reference import read_targets
+    from databrittle.support import Target, read_state, run_step, write_records
+    from databrittle.train import TrainConfig
+
+    torch_device = resolve_device(device)
+    with measured() as meter:
+        table = read_targets(targets_csv).set_index("slot")
+        rankings = io.load_npy(ranking, dtype=np.int64, ndim=2, rows=len(table))
+        if rankings.shape[1] != k:
+            raise io.InputError(f"{ranking}: rankings of length {rankings.shape[1]}, config bisection.k is {k}")
+        targets = [Target(int(table.at[s, "target"]), int(table.at[s, "label"]), int(table.at[s, "flip_class"]),
+                          rankings[s]) for s in slots]
+        previous = [read_state(p) for p in previous_steps] if step > 0 else [None] * len(slots)
+        train_x, train_y, test_x, _, n_classes = _vectors(train_beton, test_beton)
+        records = run_step(step, metric, targets, previous, k, n_test, seed, train_x, train_y, test_x, n_classes,
+                           TrainConfig.from_config(counterfactual), torch_device)
+        params = {"method": method, "k": k, "n_test": n_test, "counterfactual": counterfactual, "seed": seed,
+                  "device": str(torch_device), "job_cost": meter.cost()}
+        write_records(records, step_files, params)
+
+
+def support_csv(final_steps: Sequence[Path], all_steps: Sequence[Sequence[Path]], out_csv: Path) -> None:
+    """results/{ds}/support/{metric}/{arch}/{method}.csv from the targets' step files."""
+    from databrittle.support import support_table
+
+    io.write_csv(out_csv, support_table(final_steps, all_steps))
+
+
+# ---------------------------------------------------------------- LDS
+def lds_ground_truth(train_beton: Path, test_beton: Path, targets_csv: Path, masks_npy: Path, margins_npy: Path,
+                     sidecar: Path, *, lds: dict[str, Any], counterfactual: dict[str, Any], seed: int,
+                     device: str) -> None:
+    """Masks (m, n_train) and target margins (m, T) of models trained on alpha-subsets."""
+    from databrittle.device import resolve_device
+    from databrittle.lds import subset_margins, subset_masks
+    from databrittle.reference import read_targets
+    from databrittle.train import TrainConfig
+
+    torch_device = resolve_device(device)
+    with measured() as meter:
+        train_x, train_y, test_x, _, n_classes = _vectors(train_beton, test_beton)
+        targets = read_targets(targets_csv)
+        masks = subset_masks(len(train_y), lds["n_subsets"], lds["alpha"], seed)
+        margins = subset_margins(masks, targets["target"].to_numpy(), targets["label"].to_numpy(),
+                                 lds["models_per_subset"], seed, train_x, train_y, test_x, n_classes,
+                                 TrainConfig.from_config(counterfactual), torch_device)
+        io.save_npy(masks_npy, masks)
+        io.save_npy(margins_npy, margins)
+        write_sidecar(sidecar, params={"lds": lds, "counterfactual": counterfactual, "seed": seed}, meter=meter,
+                      outputs=[masks_npy, margins_npy], device=str(torch_device))
+
+
+def lds_method(masks_npy: Path, margins_npy: Path, score_vectors: Path, targets_csv: Path, out_csv: Path) -> None:
+    """Per-target LDS of one method (NaN + defined=False where the correlation is undefined)."""
+    from databrittle.metrics import lds
+    from databrittle.reference import read_targets
+
+    masks = io.load_npy(masks_npy, dtype=bool, ndim=2)
+    margins = io.load_npy(margins_npy, ndim=2, rows=len(masks))
+    scores = io.load_npy(score_vectors, ndim=2, rows=margins.shape[1])
+    if scores.shape[1] != masks.shape[1]:
+        raise io.InputError(f"{score_vectors}: {scores.shape[1]} columns, the LDS masks have {masks.shape[1]}")
+    values, undefined = lds(masks, margins, scores)
+    targets = read_targets(targets_csv)
+    io.write_csv(out_csv, pd.DataFrame({"target": targets["target"], "lds": values, "defined": ~undefined}))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from databrittle.errors import InputError
-from databrittle.io import atomic_path, write_csv
+from databrittle.io import atomic_path, load_npz, save_npz, write_csv
 
 
 _PAGE_SIZE = 1 << 21  # FFCV's smallest page (2 MiB); its 8 MiB default bloats tiny datasets
@@ -137,6 +137,27 @@ def _open_reader(path: Path):
         return Reader(str(path))
     except Exception as error:  # FFCV raises assorted numpy/IO errors on bad files
         raise InputError(f"{path}: not a complete FFCV beton ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'unreadable'})") from None
+
+
+def decode_split(beton: str | os.PathLike, decoded: str | os.PathLike) -> None:
+    """Decode a beton once into ``{split}.npz`` (images uint8 (n, h, w, c), labels int64 (n,)).
+
+    Importing FFCV costs about 7 s and 1 GB per process (numba compilation at import), which
+    would dominate every short training job; so each split is decoded from its beton once by
+    this stage and the jobs downstream load the decoded arrays.
+    """
+    images, labels = read_beton(beton)
+    save_npz(decoded, images=images, labels=labels)
+
+
+def load_split(decoded: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """images uint8 (n, h, w, c) and labels int64 (n,) of a split decoded by :func:`decode_split`."""
+    arrays = load_npz(decoded, ("images", "labels"))
+    images, labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
+        raise InputError(f"{decoded}: expected uint8 images (n, h, w, c) and n int labels, got "
+                         f"{images.dtype} {images.shape} and {labels.shape}")
+    return images, labels.astype(np.int64)
 
 
 def class_counts(labels: np.ndarray) -> dict[int, int]:

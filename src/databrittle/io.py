@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,32 @@ def load_npy(path: str | os.PathLike, *, dtype: Any = None, ndim: int | None = N
     if rows is not None and array.shape[0] != rows:
         raise InputError(f"{path}: {array.shape[0]} rows, expected {rows}")
     return array
+
+
+def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write named arrays to an uncompressed .npz atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **{name: np.asarray(a) for name, a in arrays.items()})
+
+
+def load_npz(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read the named arrays of a .npz file, checking it is complete and has them all.
+
+    Raises:
+        InputError: naming ``path`` when it is missing, truncated or lacks one of ``names``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise InputError(f"{path}: missing arrays {missing}")
+            return {name: archive[name] for name in names}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: not a complete .npz file ({error})") from None
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any]) -> None:

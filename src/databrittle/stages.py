@@ -39,6 +39,13 @@ def prepare_data(train_beton: Path, test_beton: Path, split_csv: Path, sidecar: 
                       shapes={name: list(s.images.shape) for name, s in splits.items()})
 
 
+def decode_split(beton: Path, decoded: Path) -> None:
+    """Decode one split's beton into the in-memory arrays every later stage loads."""
+    from databrittle.datasets import decode_split as decode
+
+    decode(beton, decoded)
+
+
 def check_pool(sidecar: Path, k: int) -> None:
     """Raise (naming ``bisection.k``) if k exceeds the smallest same-class training pool."""
     from databrittle.datasets import check_pool_size
@@ -49,17 +56,17 @@ def check_pool(sidecar: Path, k: int) -> None:
 
 
 # ---------------------------------------------------------------- extractors
-def train_extractor(kind: str, train_beton: Path, test_beton: Path, checkpoint: Path, sidecar: Path, *,
+def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Path, sidecar: Path, *,
                     backbone: dict[str, Any], section: dict[str, Any], seed: int, device: str) -> None:
     """Train the SSL (``kind="moco"``) or supervised extractor and save its checkpoint."""
     from databrittle import features, ssl
-    from databrittle.datasets import read_beton
+    from databrittle.datasets import load_split
     from databrittle.device import resolve_device
     from databrittle.seeds import derive_seed
 
     torch_device = resolve_device(device)
     with measured() as meter:
-        images, labels = read_beton(train_beton)
+        images, labels = load_split(train_data)
         train_seed = derive_seed(seed, "extractor", kind)
         if kind == "supervised":
             payload, history = ssl.train_supervised(images, labels, backbone_cfg=backbone, sup_cfg=section,
@@ -68,7 +75,7 @@ def train_extractor(kind: str, train_beton: Path, test_beton: Path, checkpoint: 
             payload, history = ssl.train_moco(images, None, backbone_cfg=backbone, ssl_cfg=section,
                                               seed=train_seed, device=torch_device)
         ssl.save_checkpoint(checkpoint, payload)
-        test_images, test_labels = read_beton(test_beton)
+        test_images, test_labels = load_split(test_data)
         knn = _knn(features, payload, images, labels, test_images, test_labels, section.get("knn_k", 20), torch_device)
         write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed},
                       meter=meter, outputs=[checkpoint], device=str(torch_device), seeds={"train": train_seed},
@@ -82,18 +89,18 @@ def _knn(features_module: Any, payload: dict, images: np.ndarray, labels: np.nda
     return features_module.knn_accuracy(train_f, labels, test_f, test_labels, k)
 
 
-def extract_features(checkpoint: Path, train_beton: Path, test_beton: Path, train_npy: Path, test_npy: Path,
+def extract_features(checkpoint: Path, train_data: Path, test_data: Path, train_npy: Path, test_npy: Path,
                      sidecar: Path, *, layer: str, knn_k: int, device: str) -> None:
     """Features of both splits (row i = dataset index i) and their kNN accuracy."""
     from databrittle import features, ssl
-    from databrittle.datasets import read_beton
+    from databrittle.datasets import load_split
     from databrittle.device import resolve_device
 
     torch_device = resolve_device(device)
     with measured() as meter:
         payload = ssl.load_checkpoint(checkpoint)
-        train_images, train_labels = read_beton(train_beton)
-        test_images, test_labels = read_beton(test_beton)
+        train_images, train_labels = load_split(train_data)
+        test_images, test_labels = load_split(test_data)
         train_f = features.extract_features(payload, train_images, layer=layer, device=torch_device)
         test_f = features.extract_features(payload, test_images, layer=layer, device=torch_device)
         io.save_npy(train_npy, train_f.astype(np.float32))
@@ -105,20 +112,20 @@ def extract_features(checkpoint: Path, train_beton: Path, test_beton: Path, trai
 
 
 # ---------------------------------------------------------------- counterfactual data
-def _vectors(train_beton: Path, test_beton: Path):
+def _vectors(train_data: Path, test_data: Path):
     import torch
 
-    from databrittle.datasets import read_beton
+    from databrittle.datasets import load_split
     from databrittle.train import images_to_vectors
 
-    train_images, train_labels = read_beton(train_beton)
-    test_images, test_labels = read_beton(test_beton)
+    train_images, train_labels = load_split(train_data)
+    test_images, test_labels = load_split(test_data)
     n_classes = int(max(train_labels.max(), test_labels.max()) + 1)
     return (images_to_vectors(train_images), torch.from_numpy(train_labels), images_to_vectors(test_images),
             test_labels, n_classes)
 
 
-def reference_models(train_beton: Path, test_beton: Path, mean_logits: Path, model_logits: Path, sidecar: Path, *,
+def reference_models(train_data: Path, test_data: Path, mean_logits: Path, model_logits: Path, sidecar: Path, *,
                      counterfactual: dict[str, Any], n_models: int, seed: int, device: str) -> None:
     """R models on all training data: averaged test logits, per-model logits, accuracy."""
     from databrittle.device import resolve_device
@@ -127,7 +134,7 @@ def reference_models(train_beton: Path, test_beton: Path, mean_logits: Path, mod
 
     torch_device = resolve_device(device)
     with measured() as meter:
-        train_x, train_y, test_x, test_labels, n_classes = _vectors(train_beton, test_beton)
+        train_x, train_y, test_x, test_labels, n_classes = _vectors(train_data, test_data)
         logits = train_reference_models(train_x, train_y, test_x, TrainConfig.from_config(counterfactual), n_models,
                                         n_classes, seed, torch_device)
         io.save_npy(model_logits, logits)
@@ -137,31 +144,31 @@ def reference_models(train_beton: Path, test_beton: Path, mean_logits: Path, mod
                       **reference_summary(logits, test_labels))
 
 
-def choose_targets(model_logits: Path, test_beton: Path, targets_csv: Path, *, n_targets: int, seed: int) -> None:
+def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, *, n_targets: int, seed: int) -> None:
     """targets.csv: class-balanced targets correctly classified on average, with flip classes."""
-    from databrittle.datasets import read_beton
+    from databrittle.datasets import load_split
     from databrittle.reference import choose_targets as choose, correct_on_average, flip_classes, targets_frame
 
-    _, test_labels = read_beton(test_beton)
+    _, test_labels = load_split(test_data)
     logits = io.load_npy(model_logits, ndim=3)
     if logits.shape[1] != len(test_labels):
-        raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_beton} has {len(test_labels)}")
+        raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_data} has {len(test_labels)}")
     chosen = choose(correct_on_average(logits, test_labels), test_labels, n_targets, seed)
     io.write_csv(targets_csv, targets_frame(chosen, test_labels, flip_classes(logits.mean(0), test_labels)))
 
 
 # ---------------------------------------------------------------- rankings
-def rank_method(method: str, train_beton: Path, targets_csv: Path, train_features: Path | None,
-                test_features: Path | None, ranking: Path, ranking_scores: Path, score_vectors: Path, sidecar: Path,
-                *, k: int, esvm: dict[str, Any], top_fraction: float, seed: int) -> None:
+def rank_method(method: str, train_data: Path, targets_csv: Path, ranking: Path, ranking_scores: Path,
+                score_vectors: Path, sidecar: Path, *, k: int, esvm: dict[str, Any], top_fraction: float, seed: int,
+                train_features: Path | None = None, test_features: Path | None = None) -> None:
     """Top-k rankings, their scores and full LDS score vectors of one method for all targets."""
-    from databrittle.datasets import read_beton
+    from databrittle.datasets import load_split
     from databrittle.rank import check_features, lds_score_vectors, rank_targets
     from databrittle.reference import read_targets
 
     spec = parse_method(method)
     with measured() as meter:
-        _, train_labels = read_beton(train_beton)
+        _, train_labels = load_split(train_data)
         targets = read_targets(targets_csv)
         train_f = test_f = target_f = None
         if spec.extractor is not None:
@@ -184,10 +191,13 @@ def rank_method(method: str, train_beton: Path, targets_csv: Path, train_feature
 
 
 # ---------------------------------------------------------------- bisection
-def bisect_step(step: int, metric: str, method: str, slots: Sequence[int], train_beton: Path, test_beton: Path,
-                targets_csv: Path, ranking: Path, previous_steps: Sequence[Path], step_files: Sequence[Path], *,
-                k: int, n_test: int, counterfactual: dict[str, Any], seed: int, device: str) -> None:
+def bisect_step(step: int | str, metric: str, method: str, slots: Sequence[int], train_data: Path, test_data: Path,
+                targets_csv: Path, ranking: Path, step_files: Sequence[Path], *, k: int, n_test: int,
+                counterfactual: dict[str, Any], seed: int, device: str, previous_steps: Sequence[Path] = ()) -> None:
     """Step ``step`` of Algorithm 1 for the targets in ``slots`` (one step file each)."""
+    step = int(step)
+    if step > 0 and len(previous_steps) != len(slots):
+        raise ValueError(f"step {step} needs one previous step file per target, got {len(previous_steps)}")
     from databrittle.device import resolve_device
     from databrittle.reference import read_targets
     from databrittle.support import Target, read_state, run_step, write_records
@@ -202,7 +212,7 @@ def bisect_step(step: int, metric: str, method: str, slots: Sequence[int], train
         targets = [Target(int(table.at[s, "target"]), int(table.at[s, "label"]), int(table.at[s, "flip_class"]),
                           rankings[s]) for s in slots]
         previous = [read_state(p) for p in previous_steps] if step > 0 else [None] * len(slots)
-        train_x, train_y, test_x, _, n_classes = _vectors(train_beton, test_beton)
+        train_x, train_y, test_x, _, n_classes = _vectors(train_data, test_data)
         records = run_step(step, metric, targets, previous, k, n_test, seed, train_x, train_y, test_x, n_classes,
                            TrainConfig.from_config(counterfactual), torch_device)
         params = {"method": method, "k": k, "n_test": n_test, "counterfactual": counterfactual, "seed": seed,
@@ -210,15 +220,21 @@ def bisect_step(step: int, metric: str, method: str, slots: Sequence[int], train
         write_records(records, step_files, params)
 
 
-def support_csv(final_steps: Sequence[Path], all_steps: Sequence[Sequence[Path]], out_csv: Path) -> None:
-    """results/{ds}/support/{metric}/{arch}/{method}.csv from the targets' step files."""
+def support_csv(step_files: Sequence[Path], support: Path, *, n_steps: int) -> None:
+    """results/{ds}/support/{metric}/{arch}/{method}.csv from the targets' step files.
+
+    Args:
+        step_files: per target (slot order) its step0..step{budget} files, flattened.
+        n_steps: budget + 1.
+    """
     from databrittle.support import support_table
 
-    io.write_csv(out_csv, support_table(final_steps, all_steps))
+    per_target = [list(step_files[i:i + n_steps]) for i in range(0, len(step_files), n_steps)]
+    io.write_csv(support, support_table([files[-1] for files in per_target], per_target))
 
 
 # ---------------------------------------------------------------- LDS
-def lds_ground_truth(train_beton: Path, test_beton: Path, targets_csv: Path, masks_npy: Path, margins_npy: Path,
+def lds_ground_truth(train_data: Path, test_data: Path, targets_csv: Path, masks_npy: Path, margins_npy: Path,
                      sidecar: Path, *, lds: dict[str, Any], counterfactual: dict[str, Any], seed: int,
                      device: str) -> None:
     """Masks (m, n_train) and target margins (m, T) of models trained on alpha-subsets."""
@@ -229,7 +245,7 @@ def lds_ground_truth(train_beton: Path, test_beton: Path, targets_csv: Path, mas
 
     torch_device = resolve_device(device)
     with measured() as meter:
-        train_x, train_y, test_x, _, n_classes = _vectors(train_beton, test_beton)
+        train_x, train_y, test_x, _, n_classes = _vectors(train_data, test_data)
         targets = read_targets(targets_csv)
         masks = subset_masks(len(train_y), lds["n_subsets"], lds["alpha"], seed)
         margins = subset_margins(masks, targets["target"].to_numpy(), targets["label"].to_numpy(),
@@ -241,7 +257,7 @@ def lds_ground_truth(train_beton: Path, test_beton: Path, targets_csv: Path, mas
                       outputs=[masks_npy, margins_npy], device=str(torch_device))
 
 
-def lds_method(masks_npy: Path, margins_npy: Path, score_vectors: Path, targets_csv: Path, out_csv: Path) -> None:
+def lds_method(masks_npy: Path, margins_npy: Path, score_vectors: Path, targets_csv: Path, lds_csv: Path) -> None:
     """Per-target LDS of one method (NaN + defined=False where the correlation is undefined)."""
     from databrittle.metrics import lds
     from databrittle.reference import read_targets
@@ -253,4 +269,68 @@ def lds_method(masks_npy: Path, margins_npy: Path, score_vectors: Path, targets_
         raise io.InputError(f"{score_vectors}: {scores.shape[1]} columns, the LDS masks have {masks.shape[1]}")
     values, undefined = lds(masks, margins, scores)
     targets = read_targets(targets_csv)
-    io.write_csv(out_csv, pd.DataFrame({"target": targets["target"], "lds": values, "defined": ~undefined}))
+    io.write_csv(lds_csv, pd.DataFrame({"target": targets["target"], "lds": values, "defined": ~undefined}))
+
+
+# ---------------------------------------------------------------- figures and tables
+def _read_support(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    frame = pd.read_csv(path)
+    censored = frame["censored"].astype(bool).to_numpy()
+    return frame["support"].fillna(-1).astype(np.int64).to_numpy(), censored
+
+
+def _method_files(files: Sequence[Path], methods: Sequence[str], metrics: Sequence[str]) -> dict[str, dict[str, Path]]:
+    """Support files listed metric-major (for each metric, each method) -> {metric: {method: file}}."""
+    pairs = [(metric, method) for metric in metrics for method in methods]
+    if len(pairs) != len(files):
+        raise ValueError(f"expected {len(pairs)} support files, got {len(files)}")
+    table: dict[str, dict[str, Path]] = {metric: {} for metric in metrics}
+    for (metric, method), path in zip(pairs, files):
+        table[metric][method] = path
+    return table
+
+
+def support_figure(support_files: Sequence[Path], figure_files: Sequence[Path], *, methods: Sequence[str],
+                   metrics: Sequence[str], k: int) -> None:
+    """One panel per metric, one CDF per method with its AUC in the legend (paper Figs. 2, 3)."""
+    from databrittle.plots import plot_support_cdf_panels
+
+    files = _method_files(support_files, methods, metrics)
+    panels = {f"{metric} support": {method: _read_support(path) for method, path in by_method.items()}
+              for metric, by_method in files.items()}
+    plot_support_cdf_panels(panels, k, list(figure_files))
+
+
+def auc_table(support_files: Sequence[Path], table_csv: Path, table_tex: Path, *, methods: Sequence[str],
+              metrics: Sequence[str], k: int) -> None:
+    """AUC of the support CDF per method and metric, with flipped/censored counts (Table 1 analogue)."""
+    from databrittle.metrics import auc
+    from databrittle.plots import write_table
+
+    rows = []
+    for metric, by_method in _method_files(support_files, methods, metrics).items():
+        for method, path in by_method.items():
+            support, censored = _read_support(path)
+            flipped = support[~censored]
+            rows.append({"metric": metric, "method": method, "auc": auc(support, censored, k),
+                         "targets": len(support), "flipped": int((~censored).sum()),
+                         "median_support": float(np.median(flipped)) if len(flipped) else float("nan")})
+    write_table(pd.DataFrame(rows), table_csv, table_tex,
+                caption=f"AUC of the support CDF over [0, {k}] (higher is better)")
+
+
+def lds_table(lds_files: Sequence[Path], table_csv: Path, table_tex: Path, *, methods: Sequence[str],
+              lds: dict[str, Any]) -> None:
+    """Mean LDS per method with the number of undefined correlations (paper Table 1)."""
+    from databrittle.metrics import lds_summary
+    from databrittle.plots import write_table
+
+    rows = []
+    for method, path in zip(methods, lds_files):
+        frame = pd.read_csv(path)
+        summary = lds_summary(frame["lds"].to_numpy(dtype=float), ~frame["defined"].astype(bool).to_numpy())
+        rows.append({"method": method, "models_used": 1, "lds": summary["mean"], "targets": summary["n_targets"],
+                     "undefined": summary["n_undefined"], "m": lds["n_subsets"], "alpha": lds["alpha"],
+                     "models_per_subset": lds["models_per_subset"]})
+    write_table(pd.DataFrame(rows), table_csv, table_tex,
+                caption="Linear Datamodeling Score (mean Spearman over targets; undefined correlations counted)")

@@ -1,0 +1,28 @@
+# databrittle: reproduce "Data brittleness estimation with self-supervised features" end to end.
+#   snakemake --cores 2 all                    # default: scikit-learn digits on CPU
+#   snakemake --cores 2 --configfile config/test.yaml all
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/extractors.smk"
+include: "workflow/rules/reference.smk"
+include: "workflow/rules/rankings.smk"
+include: "workflow/rules/bisect.smk"
+include: "workflow/rules/lds.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.fig2.input,
+        rules.fig3.input,
+        rules.table_auc.input,
+        rules.table_lds.input,

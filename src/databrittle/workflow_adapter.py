@@ -1,0 +1,57 @@
+"""Turn Snakemake's ``snakemake`` object into one call of a :mod:`databrittle.stages` function.
+
+Named inputs, outputs and params become keyword arguments of the stage named by
+``params.stage`` (``params.code`` only exists to mark results stale). The job's stderr
+and stdout go to its ``log:`` file; a bad-input error ends the job with one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any
+
+from databrittle.errors import InputError
+
+_NOT_ARGUMENTS = {"stage", "code"}
+
+
+def _value(item: Any) -> Any:
+    if isinstance(item, (list, tuple)) or type(item).__name__ == "Namedlist":
+        return [str(x) for x in item]
+    return item
+
+
+def stage_arguments(snakemake: Any) -> dict[str, Any]:
+    """Keyword arguments of the stage from the named inputs, outputs and params."""
+    kwargs: dict[str, Any] = {}
+    for group in (snakemake.input, snakemake.output):
+        for name, item in group.items():
+            kwargs[name] = _value(item) if not isinstance(item, str) else str(item)
+    for name, item in snakemake.params.items():
+        if name not in _NOT_ARGUMENTS:
+            kwargs[name] = item
+    return kwargs
+
+
+def run_stage(snakemake: Any) -> None:
+    """Run ``databrittle.stages.<params.stage>`` for this job, logging to its log file."""
+    from databrittle import stages
+
+    function = getattr(stages, snakemake.params.stage)
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    with open(log_path, "w") if log_path else contextlib.nullcontext(sys.stderr) as log:
+        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+            _limit_threads(snakemake.threads)
+            try:
+                function(**stage_arguments(snakemake))
+            except InputError as error:
+                print(f"databrittle: {error}", file=log)
+                print(f"databrittle: {error}", file=sys.__stderr__)
+                sys.exit(1)
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))

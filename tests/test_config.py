@@ -1,0 +1,62 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from databrittle.config import load_config, parse_method, validate_config
+from databrittle.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def default_config():
+    return load_config(ROOT / "config" / "config.yaml")
+
+
+def test_default_and_test_configs_are_valid():
+    for name in ("config.yaml", "test.yaml"):
+        assert load_config(ROOT / "config" / name)["dataset"] == "digits"
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["bisection"].update(budjet=3), "config key 'bisection.budjet': unknown key"),
+        (lambda c: c.update(sead=1), "config key 'sead': unknown key"),
+        (lambda c: c["bisection"].update(k=0), "config key 'bisection.k': value 0 is invalid: must be >= 1"),
+        (lambda c: c["lds"].update(alpha=1.5), "config key 'lds.alpha': value 1.5 is invalid: must be < 1"),
+        (lambda c: c.update(device="gpu"), "config key 'device': value 'gpu' is invalid"),
+        (lambda c: c["ssl"].pop("epochs"), "config key 'ssl.epochs': required key is missing"),
+        (lambda c: c.update(methods=["esvm-dino"]), "config key 'methods.0'"),
+        (lambda c: c["counterfactual"].update(epochs="ten"), "config key 'counterfactual.epochs': value 'ten'"),
+    ],
+)
+def test_bad_config_names_the_key(default_config, mutate, message):
+    config = copy.deepcopy(default_config)
+    mutate(config)
+    with pytest.raises(InputError) as error:
+        validate_config(config)
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+    with pytest.raises(InputError, match="missing.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: [unclosed\n")
+    with pytest.raises(InputError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    bad.write_text(yaml.safe_dump(["a", "list"]))
+    with pytest.raises(InputError, match="bad.yaml: a config must be a mapping"):
+        load_config(bad)
+
+
+def test_parse_method():
+    spec = parse_method("esvm-moco")
+    assert (spec.similarity, spec.extractor, spec.pool) == ("esvm", "moco", "same_class")
+    assert parse_method("random").extractor is None
+    with pytest.raises(InputError, match="method 'cos-moco'"):
+        parse_method("cos-moco")

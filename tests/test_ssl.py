@@ -1,0 +1,158 @@
+"""Tests of the augmentations, the Lightly MoCo / supervised extractors, checkpoints and features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from databrittle.augment import DigitAugment, to_float_nchw
+from databrittle.errors import InputError
+from databrittle.features import extract_features, knn_accuracy
+from databrittle.ssl import load_checkpoint, save_checkpoint, train_moco, train_supervised
+
+CPU = torch.device("cpu")
+BACKBONE = {"name": "resnet_small", "width": 8}
+SSL = {"method": "moco", "epochs": 4, "batch_size": 64, "lr": 0.06, "weight_decay": 0.0005, "temperature": 0.1,
+       "queue_size": 128, "momentum": 0.99, "projection_dim": 16, "feature_layer": "backbone", "knn_k": 5}
+SUP = {"epochs": 2, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0005}
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """300 real digits as the data stage stores them: uint8 (n, 8, 8, 1) in 0..255."""
+    data = load_digits()
+    images = np.round(data.images[:300] * 255 / 16).astype(np.uint8)[..., None]
+    return images, data.target[:300].astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def moco(digits):
+    images, _ = digits
+    return train_moco(images, None, backbone_cfg=BACKBONE, ssl_cfg=SSL, seed=3, device=CPU)
+
+
+@pytest.fixture(scope="module")
+def supervised(digits):
+    images, labels = digits
+    return train_supervised(images, labels, backbone_cfg=BACKBONE, sup_cfg=SUP, seed=3, device=CPU)
+
+
+def test_to_float_nchw_layout_and_range(digits):
+    images, _ = digits
+    x = to_float_nchw(images)
+    assert x.shape == (300, 1, 8, 8) and x.dtype == torch.float32
+    assert float(x.min()) >= 0.0 and float(x.max()) == 1.0
+    assert torch.equal(x[5, 0], torch.from_numpy(images[5, :, :, 0]).float() / 255)
+    rgb = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    rgb[1, 3, 4, 2] = 255
+    y = to_float_nchw(rgb)
+    assert y.shape == (2, 3, 32, 32) and y[1, 2, 3, 4] == 1.0
+    with pytest.raises(InputError):
+        to_float_nchw(images.astype(np.float32))
+
+
+def test_augment_shape_range_and_determinism(digits):
+    images, _ = digits
+    x = to_float_nchw(images[:64])
+    augment = DigitAugment()
+    a = augment(x, torch.Generator().manual_seed(1))
+    b = augment(x, torch.Generator().manual_seed(1))
+    c = augment(x, torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and a.dtype == x.dtype
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a, x)
+    # mild: the augmented digit stays close to the original (no flips, no heavy crops)
+    assert float((a - x).abs().mean()) < 0.25
+    rgb = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = augment(rgb, torch.Generator().manual_seed(0))
+    assert out.shape == rgb.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_moco_trains_and_loss_decreases(moco):
+    payload, history = moco
+    assert set(payload) == {"backbone", "projection", "config"}
+    assert len(history["loss"]) == SSL["epochs"]
+    assert all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["momentum"][-1] == pytest.approx(1.0)
+
+
+def test_moco_is_deterministic_and_leaves_global_rng_alone(digits, moco):
+    images, _ = digits
+    ssl_cfg = dict(SSL, epochs=1)
+    state = torch.get_rng_state()
+    first, _ = train_moco(images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=3, device=CPU)
+    assert torch.equal(torch.get_rng_state(), state)
+    second, _ = train_moco(images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=3, device=CPU)
+    other, _ = train_moco(images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=4, device=CPU)
+    for key, value in first["backbone"].items():
+        assert torch.equal(value, second["backbone"][key]), key
+    assert not torch.equal(first["backbone"]["stem.0.weight"], other["backbone"]["stem.0.weight"])
+
+
+def test_checkpoint_round_trip_gives_identical_features(tmp_path, digits, moco):
+    images, _ = digits
+    payload, _ = moco
+    path = tmp_path / "ssl" / "moco.pt"
+    save_checkpoint(path, payload)
+    assert [p.name for p in path.parent.iterdir()] == ["moco.pt"]  # no temporary file left behind
+    loaded = load_checkpoint(path)  # torch.load(weights_only=True) inside
+    assert loaded["config"] == payload["config"]
+    features = {}
+    for layer, dim in (("backbone", 8 * BACKBONE["width"]), ("projection", SSL["projection_dim"])):
+        before = extract_features(payload, images, layer=layer, device=CPU)
+        after = extract_features(loaded, images, layer=layer, device=CPU)
+        assert before.dtype == np.float32 and before.shape == (len(images), dim)
+        np.testing.assert_array_equal(before, after)
+        features[layer] = after
+    # row i is image i (up to float rounding from a different batch composition)
+    single = extract_features(loaded, images[7:8], layer="backbone", device=CPU)
+    np.testing.assert_allclose(single[0], features["backbone"][7], rtol=1e-4, atol=1e-5)
+
+
+def test_truncated_or_missing_checkpoint_is_input_error(tmp_path, supervised):
+    payload, _ = supervised
+    path = tmp_path / "sup.pt"
+    save_checkpoint(path, payload)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="sup.pt") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(InputError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(InputError, match="garbage.pt"):
+        load_checkpoint(garbage)
+
+
+def test_supervised_payload_and_projection_error(digits, supervised):
+    images, labels = digits
+    payload, history = supervised
+    assert set(payload) == {"backbone", "classifier", "config"}
+    assert payload["config"]["classes"] == 10
+    assert len(history["loss"]) == SUP["epochs"]
+    features = extract_features(payload, images[:10], layer="backbone", device=CPU)
+    assert features.shape == (10, 8 * BACKBONE["width"])
+    with pytest.raises(InputError, match="projection"):
+        extract_features(payload, images[:10], layer="projection", device=CPU)
+    with pytest.raises(InputError, match="layer"):
+        extract_features(payload, images[:10], layer="logits", device=CPU)
+
+
+def test_knn_accuracy_on_separable_toy_set():
+    rng = np.random.default_rng(0)
+    centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    train_labels = np.repeat(np.arange(3), 20)
+    test_labels = np.repeat(np.arange(3), 5)
+    train = centres[train_labels] + 0.05 * rng.standard_normal((60, 3))
+    test = centres[test_labels] + 0.05 * rng.standard_normal((15, 3))
+    assert knn_accuracy(train, train_labels, test, test_labels, k=5) == 1.0
+    assert knn_accuracy(train, train_labels, test, (test_labels + 1) % 3, k=5) == 0.0
+    with pytest.raises(InputError):
+        knn_accuracy(train, train_labels, test, test_labels, k=61)

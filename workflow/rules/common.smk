@@ -1,0 +1,76 @@
+# Helpers shared by the rule files (no rules here). Logic lives in src/databrittle.
+import sys
+from functools import partial
+
+from databrittle.config import extractors_used, parse_method, validate_config
+from databrittle.errors import InputError
+from databrittle.provenance import code_hash
+
+try:
+    validate_config(config)
+except InputError as error:
+    sys.exit(f"databrittle: {error}")
+
+DS = config["dataset"]
+RESULTS = f"results/{DS}"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+ARCH = config["counterfactual"]["arch"]
+METHODS = config["methods"]
+METRICS = config["bisection"]["metrics"]
+EXTRACTORS = extractors_used(METHODS)
+BUDGET = config["bisection"]["budget"]
+N_TARGETS = config["targets"]["n_targets"]
+PER_JOB = config["targets"]["per_job"]
+SHARDS = [list(range(start, min(start + PER_JOB, N_TARGETS))) for start in range(0, N_TARGETS, PER_JOB)]
+STAGE_SCRIPT = "../scripts/run_stage.py"
+
+
+wildcard_constraints:
+    metric="|".join(METRICS),
+    method="|".join(METHODS),
+    extractor="|".join(["moco", "supervised"]),
+    arch="[a-z0-9_]+",
+    step=r"\d+",
+
+
+def code(*modules):
+    """Hash of the package modules a rule uses: editing them marks its results stale."""
+    return code_hash(["stages", "io", "provenance", "config", "errors", *modules])
+
+
+def slot_dir(slot):
+    return f"t{slot:03d}"
+
+
+def step_file(slot, step="{step}"):
+    return f"{RESULTS}/bisect/{{metric}}/{{arch}}/{{method}}/{slot_dir(slot)}/step{step}.json"
+
+
+def ranking_file(method="{method}"):
+    return f"{RESULTS}/rankings/{method}.npy"
+
+
+def method_features(wildcards):
+    """Feature files a ranking method reads (none for the random control)."""
+    extractor = parse_method(wildcards.method).extractor
+    if extractor is None:
+        return {}
+    return {split + "_features": f"{RESULTS}/features/{extractor}/{split}.npy" for split in ("train", "test")}
+
+
+def checked_train_data(wildcards):
+    """The decoded train split, after checking bisection.k against its class pools.
+
+    ``data`` is a checkpoint, so this check runs as soon as the split exists and before
+    any training job is scheduled.
+    """
+    data = checkpoints.data.get()
+    from databrittle.stages import check_pool
+
+    check_pool(data.output.sidecar, config["bisection"]["k"])
+    return f"{RESULTS}/data/train.npz"
+
+
+def support_files(methods, metric="{metric}"):
+    return [f"{RESULTS}/support/{metric}/{ARCH}/{m}.csv" for m in methods]

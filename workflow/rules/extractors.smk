@@ -1,0 +1,82 @@
+rule ssl:
+    input:
+        train_data=checked_train_data,
+        test_data=f"{RESULTS}/data/test.npz",
+    output:
+        checkpoint=f"{RESULTS}/ssl/{{ssl}}.pt",
+        sidecar=f"{RESULTS}/ssl/{{ssl}}.json",
+    wildcard_constraints:
+        ssl="moco",
+    params:
+        stage="train_extractor",
+        kind="{ssl}",
+        backbone=config["backbone"],
+        section=config["ssl"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
+    threads: 2
+    log:
+        f"{LOGS}/ssl/{{ssl}}.log",
+    benchmark:
+        f"{BENCH}/ssl/{{ssl}}.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule supervised_extractor:
+    input:
+        train_data=checked_train_data,
+        test_data=f"{RESULTS}/data/test.npz",
+    output:
+        checkpoint=f"{RESULTS}/supervised/supervised.pt",
+        sidecar=f"{RESULTS}/supervised/supervised.json",
+    params:
+        stage="train_extractor",
+        kind="supervised",
+        backbone=config["backbone"],
+        section=config["supervised"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
+    threads: 2
+    log:
+        f"{LOGS}/supervised.log",
+    benchmark:
+        f"{BENCH}/supervised.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+def extractor_checkpoint(wildcards):
+    if wildcards.extractor == "supervised":
+        return rules.supervised_extractor.output.checkpoint
+    return expand(rules.ssl.output.checkpoint, ssl=wildcards.extractor)[0]
+
+
+def feature_layer(wildcards):
+    """The configured layer; a supervised network has no projection head, so its backbone."""
+    return "backbone" if wildcards.extractor == "supervised" else config["ssl"]["feature_layer"]
+
+
+rule features:
+    input:
+        checkpoint=extractor_checkpoint,
+        train_data=f"{RESULTS}/data/train.npz",
+        test_data=f"{RESULTS}/data/test.npz",
+    output:
+        train_npy=f"{RESULTS}/features/{{extractor}}/train.npy",
+        test_npy=f"{RESULTS}/features/{{extractor}}/test.npy",
+        sidecar=f"{RESULTS}/features/{{extractor}}/features.json",
+    params:
+        stage="extract_features",
+        layer=feature_layer,
+        knn_k=config["ssl"]["knn_k"],
+        device=config["device"],
+        code=code("ssl", "models", "features", "datasets", "device"),
+    log:
+        f"{LOGS}/features/{{extractor}}.log",
+    benchmark:
+        f"{BENCH}/features/{{extractor}}.tsv"
+    script:
+        STAGE_SCRIPT

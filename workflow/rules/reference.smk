@@ -1,0 +1,38 @@
+rule reference:
+    input:
+        train_data=checked_train_data,
+        test_data=f"{RESULTS}/data/test.npz",
+    output:
+        mean_logits=f"{RESULTS}/reference/logits.npy",
+        model_logits=f"{RESULTS}/reference/model_logits.npy",
+        sidecar=f"{RESULTS}/reference/logits.json",
+    params:
+        stage="reference_models",
+        counterfactual=config["counterfactual"],
+        n_models=config["reference"]["n_models"],
+        seed=config["seed"],
+        device=config["device"],
+        code=code("reference", "train", "models", "datasets", "device", "seeds"),
+    log:
+        f"{LOGS}/reference.log",
+    benchmark:
+        f"{BENCH}/reference.tsv"
+    script:
+        STAGE_SCRIPT
+
+
+rule targets:
+    input:
+        model_logits=rules.reference.output.model_logits,
+        test_data=f"{RESULTS}/data/test.npz",
+    output:
+        targets_csv=f"{RESULTS}/targets.csv",
+    params:
+        stage="choose_targets",
+        n_targets=config["targets"]["n_targets"],
+        seed=config["seed"],
+        code=code("reference", "train", "datasets", "seeds"),
+    log:
+        f"{LOGS}/targets.log",
+    script:
+        STAGE_SCRIPT

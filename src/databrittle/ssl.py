@@ -191,6 +191,8 @@ def train_moco(images: np.ndarray, labels: np.ndarray | None = None, *, backbone
     n = x_all.shape[0]
     total_steps = epochs * _steps_per_epoch(n, batch_size)
     history: dict[str, Any] = {"loss": [], "lr": [], "momentum": []}
+    if queue_size > 0 and _WARM_QUEUE:
+        _warm_queue(criterion, backbone_key, projection_key, x_all, batch_size, augment, augment_gen, queue_size)
     step = 0
     for _ in range(epochs):
         loss_sum, seen = 0.0, 0
@@ -223,6 +225,25 @@ def train_moco(images: np.ndarray, labels: np.ndarray | None = None, *, backbone
                    "n_train": int(n), "image_shape": [int(s) for s in images.shape[1:]]})
     payload = {"backbone": _cpu_state(backbone), "projection": _cpu_state(projection), "config": config}
     return payload, history
+
+
+_WARM_QUEUE = os.environ.get("DB_WARM", "1") == "1"
+
+
+@torch.no_grad()
+def _warm_queue(criterion: NTXentLoss, backbone_key: nn.Module, projection_key: nn.Module, x_all: torch.Tensor,
+                batch_size: int, augment: DigitAugment, generator: torch.Generator, queue_size: int) -> None:
+    """Fill the loss's queue with real keys (initial key encoder, augmented views) before step 0."""
+    bank = criterion.memory_bank
+    filled, start = 0, 0
+    n = x_all.shape[0]
+    while filled < queue_size:
+        index = torch.arange(start, start + batch_size) % n
+        start = (start + batch_size) % n
+        keys = F.normalize(projection_key(backbone_key(augment(x_all[index.to(x_all.device)], generator))), dim=1)
+        keys = keys[: queue_size - filled]
+        bank(keys, update=True)
+        filled += keys.shape[0]
 
 
 def train_supervised(images: np.ndarray, labels: np.ndarray, *, backbone_cfg: dict[str, Any],

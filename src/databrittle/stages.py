@@ -22,10 +22,11 @@ Path = str | os.PathLike
 
 
 # ---------------------------------------------------------------- data
-def prepare_data(train_beton: Path, test_beton: Path, split_csv: Path, sidecar: Path, *, dataset: str,
-                 data: dict[str, Any], seed: int) -> None:
-    """Write the dataset's betons, its split map and a sidecar with class counts."""
-    from databrittle.datasets import class_counts, prepare_digits
+def prepare_data(train_beton: Path, test_beton: Path, train_data: Path, test_data: Path, split_csv: Path,
+                 sidecar: Path, *, dataset: str, data: dict[str, Any], seed: int) -> None:
+    """Write the dataset's betons, decode them back (the arrays later stages load), the split
+    map and a sidecar with class counts."""
+    from databrittle.datasets import class_counts, decode_split, prepare_digits
     from databrittle.seeds import derive_seed
 
     with measured() as meter:
@@ -33,17 +34,12 @@ def prepare_data(train_beton: Path, test_beton: Path, split_csv: Path, sidecar: 
             raise ValueError(f"dataset {dataset!r} is not supported yet")
         out_dir = os.path.dirname(train_beton)
         splits = prepare_digits(out_dir, data["test_fraction"], derive_seed(seed, "split"))
+        decode_split(train_beton, train_data)
+        decode_split(test_beton, test_data)
         counts = {name: class_counts(s.labels) for name, s in splits.items()}
         write_sidecar(sidecar, params={"dataset": dataset, **data, "seed": seed}, meter=meter,
                       outputs=[train_beton, test_beton, split_csv], class_counts=counts,
                       shapes={name: list(s.images.shape) for name, s in splits.items()})
-
-
-def decode_split(beton: Path, decoded: Path) -> None:
-    """Decode one split's beton into the in-memory arrays every later stage loads."""
-    from databrittle.datasets import decode_split as decode
-
-    decode(beton, decoded)
 
 
 def check_pool(sidecar: Path, k: int) -> None:

@@ -8,6 +8,7 @@ and stdout go to its ``log:`` file; a bad-input error ends the job with one line
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Any
 
@@ -36,13 +37,13 @@ def stage_arguments(snakemake: Any) -> dict[str, Any]:
 
 def run_stage(snakemake: Any) -> None:
     """Run ``databrittle.stages.<params.stage>`` for this job, logging to its log file."""
+    _limit_threads(snakemake.threads)  # before torch/numpy start their thread pools
     from databrittle import stages
 
     function = getattr(stages, snakemake.params.stage)
     log_path = snakemake.log[0] if len(snakemake.log) else None
     with open(log_path, "w") if log_path else contextlib.nullcontext(sys.stderr) as log:
         with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
-            _limit_threads(snakemake.threads)
             try:
                 function(**stage_arguments(snakemake))
             except InputError as error:
@@ -52,6 +53,7 @@ def run_stage(snakemake: Any) -> None:
 
 
 def _limit_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
+    """Cap BLAS/OpenMP threads at the job's ``threads:`` (set before torch is imported)."""
+    value = str(max(1, int(threads)))
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = value

@@ -1,7 +1,11 @@
+# The betons are the storage; each is decoded back once, in the same job, into the
+# arrays (.npz) that every later job loads (importing FFCV costs ~7 s per process).
 checkpoint data:
     output:
         train_beton=f"{RESULTS}/data/train.beton",
         test_beton=f"{RESULTS}/data/test.beton",
+        train_data=f"{RESULTS}/data/train.npz",
+        test_data=f"{RESULTS}/data/test.npz",
         split_csv=f"{RESULTS}/data/split.csv",
         sidecar=f"{RESULTS}/data/data.json",
     params:
@@ -17,18 +21,3 @@ checkpoint data:
     script:
         STAGE_SCRIPT
 
-
-rule decode_split:
-    input:
-        beton=f"{RESULTS}/data/{{split}}.beton",
-    output:
-        decoded=f"{RESULTS}/data/{{split}}.npz",
-    wildcard_constraints:
-        split="train|test",
-    params:
-        stage="decode_split",
-        code=code("datasets"),
-    log:
-        f"{LOGS}/decode_{{split}}.log",
-    script:
-        STAGE_SCRIPT

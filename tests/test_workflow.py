@@ -1,0 +1,127 @@
+"""The whole DAG on the tiny config (config/test.yaml), through the real Snakemake CLI.
+
+One run is killed in the middle of bisection and restarted: it must finish without
+rerunning the step jobs that had finished, after which `snakemake -n` has nothing to do.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir: Path, *args: str, config: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    command = [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+               *args, "--configfile", str(config or ROOT / "config" / "test.yaml")]
+    return subprocess.run(command, capture_output=True, text=True, **kwargs)
+
+
+def start(workdir: Path) -> subprocess.Popen:
+    command = [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), "--cores", "2",
+               "all", "--configfile", str(ROOT / "config" / "test.yaml")]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def prepare(workdir: Path) -> None:
+    # configfile: "config/config.yaml" is resolved against the working directory
+    shutil.copytree(ROOT / "config", workdir / "config", symlinks=False)
+
+
+def step_files(workdir: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("step*.json")}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("workflow")
+    prepare(workdir)
+    started = time.monotonic()
+    process = start(workdir)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(p.name == "step1.json" for p in step_files(workdir)):
+            break
+        time.sleep(0.5)
+    assert process.poll() is None, "the run ended before bisection step 1 could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)  # a hard kill: Snakemake gets no chance to clean up
+    process.wait()
+    before = step_files(workdir)
+    assert before, "no step file was written before the kill"
+    unlock = snakemake(workdir, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    resumed = snakemake(workdir, "all")
+    elapsed = time.monotonic() - started
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    return workdir, before, resumed, elapsed
+
+
+def test_whole_dag_runs_within_three_minutes(finished_run):
+    workdir, _, _, elapsed = finished_run
+    print(f"tiny DAG: {elapsed:.0f} s including the kill and the restart")
+    assert elapsed < 180
+
+
+def test_restart_does_not_rerun_finished_step_jobs(finished_run):
+    workdir, before, resumed, _ = finished_run
+    after = step_files(workdir)
+    for path, mtime in before.items():
+        assert after[path] == mtime, f"{path} was rewritten on restart"
+    assert len(after) > len(before)
+
+
+def test_nothing_to_do_after_a_complete_run(finished_run):
+    workdir = finished_run[0]
+    dry = snakemake(workdir, "-n", "all")
+    assert dry.returncode == 0
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_outputs_hold_real_numbers(finished_run):
+    workdir = finished_run[0]
+    figures = workdir / "paper_figures"
+    for name in ("fig2_esvm_l2_moco_supervised", "fig3_support_cdf"):
+        for ext in ("pdf", "png"):
+            assert (figures / f"{name}.{ext}").stat().st_size > 1000
+    auc = pd.read_csv(figures / "table_auc.csv")
+    assert set(auc["metric"]) == {"removal", "mislabel"}
+    assert set(auc["method"]) == {"esvm-moco", "l2-supervised", "random"}
+    assert auc["auc"].between(0, 1).all()
+    lds = pd.read_csv(figures / "table_lds.csv")
+    assert len(lds) == 3 and (lds["targets"] == 4).all()
+    support = pd.read_csv(workdir / "results/digits/support/removal/mlp/esvm-moco.csv")
+    assert list(support.columns) == ["target", "support", "censored", "steps_run", "models_trained"]
+    targets = pd.read_csv(workdir / "results/digits/targets.csv")
+    assert sorted(support["target"]) == sorted(targets["target"])
+    assert (support["models_trained"] <= 3).all()  # (1 + budget) x n_test models at most
+    assert not list(workdir.rglob(".*.tmp*")), "temporary files left behind"
+
+
+def test_misspelt_config_key_is_named_before_anything_runs(tmp_path):
+    prepare(tmp_path)
+    config = tmp_path / "config" / "test.yaml"
+    config.write_text(config.read_text().replace("  budget: 2", "  budjet: 2"))
+    result = snakemake(tmp_path, "all", config=config)
+    assert result.returncode != 0
+    assert "config key 'bisection.budjet': unknown key" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_k_larger_than_pool_fails_before_training(tmp_path):
+    prepare(tmp_path)
+    config = tmp_path / "config" / "test.yaml"
+    config.write_text(config.read_text().replace("  k: 16", "  k: 500"))
+    result = snakemake(tmp_path, "all", config=config)
+    assert result.returncode != 0
+    assert "config key 'bisection.k': 500 is larger than the smallest same-class candidate pool" in (
+        result.stdout + result.stderr)
+    trained = [p for p in (tmp_path / "results").rglob("*") if p.suffix in (".pt", ".npy")]
+    assert trained == []

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from databrittle.augment import DigitAugment, to_float_nchw
+from databrittle.augment import DigitAugment, random_erase, to_float_nchw
 from databrittle.errors import InputError
 from databrittle.features import extract_features, knn_accuracy
 from databrittle.ssl import load_checkpoint, save_checkpoint, train_moco, train_supervised
@@ -70,6 +70,14 @@ def test_augment_shape_range_and_determinism(digits):
     rgb = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     out = augment(rgb, torch.Generator().manual_seed(0))
     assert out.shape == rgb.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_random_erase_sets_a_small_patch_to_zero():
+    x = torch.ones(16, 1, 8, 8)
+    out = random_erase(x, torch.Generator().manual_seed(0), p=1.0, max_fraction=0.375)
+    erased = (out == 0).sum(dim=(1, 2, 3))
+    assert bool((erased >= 1).all()) and bool((erased <= 9).all())
+    assert torch.equal(random_erase(x, torch.Generator().manual_seed(0), p=0.0), x)
 
 
 def test_moco_trains_and_loss_decreases(moco):

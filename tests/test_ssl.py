@@ -14,7 +14,7 @@ from databrittle.ssl import load_checkpoint, save_checkpoint, train_moco, train_
 
 CPU = torch.device("cpu")
 BACKBONE = {"name": "resnet_small", "width": 8}
-SSL = {"method": "moco", "epochs": 4, "batch_size": 64, "lr": 0.06, "weight_decay": 0.0005, "temperature": 0.1,
+SSL = {"method": "moco", "epochs": 6, "batch_size": 64, "lr": 0.06, "weight_decay": 0.0005, "temperature": 0.1,
        "queue_size": 128, "momentum": 0.99, "projection_dim": 16, "feature_layer": "backbone", "knn_k": 5}
 SUP = {"epochs": 2, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0005}
 
@@ -85,7 +85,7 @@ def test_moco_trains_and_loss_decreases(moco):
     assert set(payload) == {"backbone", "projection", "config"}
     assert len(history["loss"]) == SSL["epochs"]
     assert all(np.isfinite(history["loss"]))
-    assert history["loss"][-1] < history["loss"][0]
+    assert history["loss"][-1] < history["loss"][0] - 0.05
     assert history["momentum"][-1] == pytest.approx(1.0)
 
 

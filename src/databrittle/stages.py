@@ -53,9 +53,9 @@ def check_pool(sidecar: Path, k: int) -> None:
 
 # ---------------------------------------------------------------- extractors
 def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Path, sidecar: Path, *,
-                    backbone: dict[str, Any], section: dict[str, Any], seed: int, device: str) -> None:
+                    backbone: dict[str, Any], section: dict[str, Any], knn_k: int, seed: int, device: str) -> None:
     """Train the SSL (``kind="moco"``) or supervised extractor and save its checkpoint."""
-    from databrittle import features, ssl
+    from databrittle import ssl
     from databrittle.datasets import load_split
     from databrittle.device import resolve_device
     from databrittle.seeds import derive_seed
@@ -71,18 +71,20 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
             payload, history = ssl.train_moco(images, None, backbone_cfg=backbone, ssl_cfg=section,
                                               seed=train_seed, device=torch_device)
         ssl.save_checkpoint(checkpoint, payload)
-        test_images, test_labels = load_split(test_data)
-        knn = _knn(features, payload, images, labels, test_images, test_labels, section.get("knn_k", 20), torch_device)
+        knn = _backbone_knn(payload, (images, labels), load_split(test_data), knn_k, torch_device)
         write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed},
                       meter=meter, outputs=[checkpoint], device=str(torch_device), seeds={"train": train_seed},
                       history=history, knn_accuracy_backbone=knn)
 
 
-def _knn(features_module: Any, payload: dict, images: np.ndarray, labels: np.ndarray, test_images: np.ndarray,
-         test_labels: np.ndarray, k: int, device: Any) -> float:
-    train_f = features_module.extract_features(payload, images, layer="backbone", device=device)
-    test_f = features_module.extract_features(payload, test_images, layer="backbone", device=device)
-    return features_module.knn_accuracy(train_f, labels, test_f, test_labels, k)
+def _backbone_knn(payload: dict, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], k: int,
+                  device: Any) -> float:
+    """kNN accuracy (test split) of an extractor's backbone features: the sidecar's sanity number."""
+    from databrittle import features
+
+    train_f = features.extract_features(payload, train[0], layer="backbone", device=device)
+    test_f = features.extract_features(payload, test[0], layer="backbone", device=device)
+    return features.knn_accuracy(train_f, train[1], test_f, test[1], k)
 
 
 def extract_features(checkpoint: Path, train_data: Path, test_data: Path, train_npy: Path, test_npy: Path,

@@ -1,6 +1,6 @@
 # databrittle: reproduce "Data brittleness estimation with self-supervised features" end to end.
 #   snakemake --cores 2 all                    # default: scikit-learn digits on CPU
-#   snakemake --cores 2 --configfile config/test.yaml all
+#   snakemake --cores 2 all --configfile config/test.yaml  # the tiny test config
 from snakemake.utils import min_version
 
 min_version("8.20")
@@ -10,6 +10,16 @@ configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    metric="|".join(METRICS),
+    method="|".join(METHODS),
+    extractor="|".join(["moco", "supervised"]),
+    arch="[a-z0-9_]+",
+    step=r"\d+",
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/extractors.smk"
 include: "workflow/rules/reference.smk"

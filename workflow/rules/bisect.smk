@@ -2,13 +2,6 @@
 # config targets.per_job, so each shard gets its own rule whose outputs are its targets' step files.
 
 
-def previous_steps(wildcards, slots):
-    step = int(wildcards.step)
-    if step == 0:
-        return []
-    return [step_file(slot, step - 1).format(**wildcards) for slot in slots]
-
-
 for shard_id, shard_slots in enumerate(SHARDS):
 
     rule:

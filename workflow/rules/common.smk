@@ -26,14 +26,6 @@ SHARDS = [list(range(start, min(start + PER_JOB, N_TARGETS))) for start in range
 STAGE_SCRIPT = "../scripts/run_stage.py"
 
 
-wildcard_constraints:
-    metric="|".join(METRICS),
-    method="|".join(METHODS),
-    extractor="|".join(["moco", "supervised"]),
-    arch="[a-z0-9_]+",
-    step=r"\d+",
-
-
 def code(*modules):
     """Hash of the package modules a rule uses: editing them marks its results stale."""
     return code_hash(["stages", "io", "provenance", "config", "errors", *modules])
@@ -56,7 +48,7 @@ def method_features(wildcards):
     extractor = parse_method(wildcards.method).extractor
     if extractor is None:
         return {}
-    return {split + "_features": f"{RESULTS}/features/{extractor}/{split}.npy" for split in ("train", "test")}
+    return {f"{split}_features": f"{RESULTS}/features/{extractor}/{split}.npy" for split in ("train", "test")}
 
 
 def checked_train_data(wildcards):
@@ -74,3 +66,23 @@ def checked_train_data(wildcards):
 
 def support_files(methods, metric="{metric}"):
     return [f"{RESULTS}/support/{metric}/{ARCH}/{m}.csv" for m in methods]
+
+
+def extractor_checkpoint(wildcards):
+    """Checkpoint of a feature extractor: an SSL model or the supervised network."""
+    if wildcards.extractor == "supervised":
+        return f"{RESULTS}/supervised/supervised.pt"
+    return f"{RESULTS}/ssl/{wildcards.extractor}.pt"
+
+
+def feature_layer(wildcards):
+    """The configured layer; a supervised network has no projection head, so its backbone."""
+    return "backbone" if wildcards.extractor == "supervised" else config["ssl"]["feature_layer"]
+
+
+def previous_steps(wildcards, slots):
+    """Step s-1 files of a shard's targets (their brackets); none for step 0."""
+    step = int(wildcards.step)
+    if step == 0:
+        return []
+    return [step_file(slot, step - 1).format(**wildcards) for slot in slots]

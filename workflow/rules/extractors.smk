@@ -50,17 +50,6 @@ rule supervised_extractor:
         STAGE_SCRIPT
 
 
-def extractor_checkpoint(wildcards):
-    if wildcards.extractor == "supervised":
-        return rules.supervised_extractor.output.checkpoint
-    return expand(rules.ssl.output.checkpoint, ssl=wildcards.extractor)[0]
-
-
-def feature_layer(wildcards):
-    """The configured layer; a supervised network has no projection head, so its backbone."""
-    return "backbone" if wildcards.extractor == "supervised" else config["ssl"]["feature_layer"]
-
-
 rule features:
     input:
         checkpoint=extractor_checkpoint,

@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless a complete config is given with --configfile (never merged
+# over the default: a key missing from it must be an error, not a silent digits value).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -31,6 +31,8 @@ def test_default_and_test_configs_are_valid():
         (lambda c: c["ssl"].pop("epochs"), "config key 'ssl.epochs': required key is missing"),
         (lambda c: c.update(methods=["esvm-dino"]), "config key 'methods.0'"),
         (lambda c: c["counterfactual"].update(epochs="ten"), "config key 'counterfactual.epochs': value 'ten'"),
+        (lambda c: c["bisection"].update(k=16.0), "config key 'bisection.k': value 16.0 is invalid: must be of type integer"),
+        (lambda c: c["data"].update(test_fraction=0.999), "config key 'data.test_fraction': value 0.999 is invalid"),
     ],
 )
 def test_bad_config_names_the_key(default_config, mutate, message):

@@ -28,6 +28,17 @@ def schema() -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
+def _is_strict_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 16.0 as an integer; a config count or size must be written 16."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer),
+)
+
+
 def _dotted(path: Any) -> str:
     return ".".join(str(part) for part in path) or "<root>"
 
@@ -62,7 +73,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     Raises:
         InputError: one line naming the first offending key (unknown, missing or invalid).
     """
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _Validator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         raise InputError(_describe(errors[0]))

@@ -100,6 +100,11 @@ def extract_features(payload: dict[str, Any], images: np.ndarray, *, layer: str,
     return torch.cat(chunks).numpy().astype(np.float32, copy=False)
 
 
+#: k of the kNN monitor reported in the extractor and features sidecars (a sanity number,
+#: not an experiment setting; 20 suits 1,437 digits: ~144 images per class).
+KNN_MONITOR_K = 20
+
+
 def knn_accuracy(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
                  test_labels: np.ndarray, k: int) -> float:
     """Test accuracy of a ``k``-nearest-neighbour classifier on the features.

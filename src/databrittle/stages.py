@@ -42,20 +42,39 @@ def prepare_data(train_beton: Path, test_beton: Path, train_data: Path, test_dat
                       shapes={name: list(s.images.shape) for name, s in splits.items()})
 
 
-def check_pool(sidecar: Path, k: int) -> None:
-    """Raise (naming ``bisection.k``) if k exceeds the smallest same-class training pool."""
+def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
+    """Config checks that need the data (DESIGN.md 4), run right after the data job.
+
+    k must not exceed the smallest same-class pool, and every counterfactual training set
+    (all data minus k removed samples; an LDS subset of round(alpha * n)) must hold at least
+    one batch. Errors name the config key.
+    """
     from databrittle.datasets import check_pool_size
 
     counts = io.read_json(sidecar)["class_counts"]["train"]
     labels = np.repeat(np.array([int(c) for c in counts]), [int(n) for n in counts.values()])
+    k = config["bisection"]["k"]
     check_pool_size(k, labels, str(sidecar))
+    batch = config["counterfactual"]["batch_size"]
+    smallest = min(len(labels) - k, int(round(config["lds"]["alpha"] * len(labels))))
+    if batch > smallest:
+        raise io.InputError(f"config key 'counterfactual.batch_size': {batch} is larger than the smallest "
+                            f"counterfactual training set ({smallest} samples; {len(labels)} in {sidecar})")
 
 
 # ---------------------------------------------------------------- extractors
 def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Path, sidecar: Path, *,
-                    backbone: dict[str, Any], section: dict[str, Any], knn_k: int, seed: int, device: str) -> None:
-    """Train the SSL (``kind="moco"``) or supervised extractor and save its checkpoint."""
-    from databrittle import ssl
+                    backbone: dict[str, Any], section: dict[str, Any], seed: int, device: str,
+                    torch_threads: int = 1) -> None:
+    """Train the SSL (``kind="moco"``) or supervised extractor and save its checkpoint.
+
+    ``torch_threads`` is fixed by the rule (not by ``--cores``): float sums depend on the
+    thread count, so this keeps a rerun's numbers identical whatever the machine's cores.
+    """
+    import torch
+
+    torch.set_num_threads(torch_threads)
+    from databrittle import features, ssl
     from databrittle.datasets import load_split
     from databrittle.device import resolve_device
     from databrittle.seeds import derive_seed
@@ -71,24 +90,25 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
             payload, history = ssl.train_moco(images, None, backbone_cfg=backbone, ssl_cfg=section,
                                               seed=train_seed, device=torch_device)
         ssl.save_checkpoint(checkpoint, payload)
-        knn = _backbone_knn(payload, (images, labels), load_split(test_data), knn_k, torch_device)
-        write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed},
+        knn = _backbone_knn(payload, (images, labels), load_split(test_data), torch_device)
+        write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed,
+                                       "torch_threads": torch_threads, "knn_monitor_k": features.KNN_MONITOR_K},
                       meter=meter, outputs=[checkpoint], device=str(torch_device), seeds={"train": train_seed},
                       history=history, knn_accuracy_backbone=knn)
 
 
-def _backbone_knn(payload: dict, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray], k: int,
+def _backbone_knn(payload: dict, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
                   device: Any) -> float:
     """kNN accuracy (test split) of an extractor's backbone features: the sidecar's sanity number."""
     from databrittle import features
 
     train_f = features.extract_features(payload, train[0], layer="backbone", device=device)
     test_f = features.extract_features(payload, test[0], layer="backbone", device=device)
-    return features.knn_accuracy(train_f, train[1], test_f, test[1], k)
+    return features.knn_accuracy(train_f, train[1], test_f, test[1], features.KNN_MONITOR_K)
 
 
 def extract_features(checkpoint: Path, train_data: Path, test_data: Path, train_npy: Path, test_npy: Path,
-                     sidecar: Path, *, layer: str, knn_k: int, device: str) -> None:
+                     sidecar: Path, *, layer: str, device: str) -> None:
     """Features of both splits (row i = dataset index i) and their kNN accuracy."""
     from databrittle import features, ssl
     from databrittle.datasets import load_split
@@ -103,8 +123,9 @@ def extract_features(checkpoint: Path, train_data: Path, test_data: Path, train_
         test_f = features.extract_features(payload, test_images, layer=layer, device=torch_device)
         io.save_npy(train_npy, train_f.astype(np.float32))
         io.save_npy(test_npy, test_f.astype(np.float32))
-        knn = features.knn_accuracy(train_f, train_labels, test_f, test_labels, knn_k)
-        write_sidecar(sidecar, params={"layer": layer, "knn_k": knn_k, "checkpoint": str(checkpoint)}, meter=meter,
+        knn = features.knn_accuracy(train_f, train_labels, test_f, test_labels, features.KNN_MONITOR_K)
+        write_sidecar(sidecar, params={"layer": layer, "knn_monitor_k": features.KNN_MONITOR_K,
+                                       "checkpoint": str(checkpoint)}, meter=meter,
                       outputs=[train_npy, test_npy], device=str(torch_device), knn_accuracy=knn,
                       feature_layer=layer, dim=int(train_f.shape[1]))
 
@@ -142,50 +163,70 @@ def reference_models(train_data: Path, test_data: Path, mean_logits: Path, model
                       **reference_summary(logits, test_labels))
 
 
-def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, *, n_targets: int, seed: int) -> None:
+def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, sidecar: Path, *, n_targets: int,
+                   seed: int) -> None:
     """targets.csv: class-balanced targets correctly classified on average, with flip classes."""
     from databrittle.datasets import load_split
     from databrittle.reference import choose_targets as choose, correct_on_average, flip_classes, targets_frame
 
-    _, test_labels = load_split(test_data)
-    logits = io.load_npy(model_logits, ndim=3)
-    if logits.shape[1] != len(test_labels):
-        raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_data} has {len(test_labels)}")
-    chosen = choose(correct_on_average(logits, test_labels), test_labels, n_targets, seed)
-    io.write_csv(targets_csv, targets_frame(chosen, test_labels, flip_classes(logits.mean(0), test_labels)))
+    with measured() as meter:
+        _, test_labels = load_split(test_data)
+        logits = io.load_npy(model_logits, ndim=3)
+        if logits.shape[1] != len(test_labels):
+            raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_data} has {len(test_labels)}")
+        eligible = correct_on_average(logits, test_labels)
+        chosen = choose(eligible, test_labels, n_targets, seed)
+        io.write_csv(targets_csv, targets_frame(chosen, test_labels, flip_classes(logits.mean(0), test_labels)))
+        write_sidecar(sidecar, params={"n_targets": n_targets, "seed": seed, "rule": "class-balanced among test "
+                                       "samples correct on average over the reference models"}, meter=meter,
+                      outputs=[targets_csv], eligible=int(eligible.sum()), test_samples=len(test_labels))
 
 
 # ---------------------------------------------------------------- rankings
-def rank_method(method: str, train_data: Path, targets_csv: Path, ranking: Path, ranking_scores: Path,
-                score_vectors: Path, sidecar: Path, *, k: int, esvm: dict[str, Any], top_fraction: float, seed: int,
+def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Path, ranking: Path,
+                ranking_scores: Path, similarity: Path, sidecar: Path, *, k: int, esvm: dict[str, Any], seed: int,
                 train_features: Path | None = None, test_features: Path | None = None) -> None:
-    """Top-k rankings, their scores and full LDS score vectors of one method for all targets."""
+    """Top-k rankings, their scores and the full similarity matrix (T, n_train) of one method."""
     from databrittle.datasets import load_split
-    from databrittle.rank import check_features, lds_score_vectors, rank_targets
+    from databrittle.rank import check_features, rank_targets
     from databrittle.reference import read_targets
 
     spec = parse_method(method)
     with measured() as meter:
         _, train_labels = load_split(train_data)
+        _, test_labels = load_split(test_data)
         targets = read_targets(targets_csv)
-        train_f = test_f = target_f = None
+        if not np.array_equal(test_labels[targets["target"].to_numpy()], targets["label"].to_numpy()):
+            raise io.InputError(f"{targets_csv}: labels disagree with the test split {test_data}")
+        train_f = target_f = None
         if spec.extractor is not None:
             train_f = io.load_npy(train_features, ndim=2)
             check_features(train_f, len(train_labels), str(train_features))
             test_f = io.load_npy(test_features, ndim=2)
-            check_features(test_f, test_f.shape[0], str(test_features))
-            if int(targets["target"].max()) >= len(test_f):
-                raise io.InputError(f"{test_features}: {len(test_f)} rows, fewer than the test indices in {targets_csv}")
+            check_features(test_f, len(test_labels), str(test_features))
             target_f = test_f[targets["target"].to_numpy()]
         result = rank_targets(spec, train_f, train_labels, target_f, targets["label"].to_numpy(),
-                              targets["target"].to_numpy(), k, esvm["C"], seed)
+                              targets["target"].to_numpy(), k, esvm.get("C", 0.0), seed)
         io.save_npy(ranking, result.indices)
         io.save_npy(ranking_scores, result.scores)
-        io.save_npy(score_vectors, lds_score_vectors(result.similarity, train_labels, targets["label"].to_numpy(),
-                                                     top_fraction))
-        write_sidecar(sidecar, params={"method": method, "k": k, "esvm": esvm, "top_fraction": top_fraction,
-                                       "seed": seed, "pool": spec.pool}, meter=meter,
-                      outputs=[ranking, ranking_scores, score_vectors])
+        io.save_npy(similarity, result.similarity.astype(np.float32))
+        write_sidecar(sidecar, params={"method": method, "k": k, "esvm": esvm, "seed": seed, "pool": spec.pool},
+                      meter=meter, outputs=[ranking, ranking_scores, similarity])
+
+
+def lds_scores(similarity: Path, train_data: Path, targets_csv: Path, score_vectors: Path, *,
+               top_fraction: float) -> None:
+    """Full LDS score vectors tau (T, n_train): sign estimation + top-fraction sparsification."""
+    from databrittle.datasets import load_split
+    from databrittle.rank import lds_score_vectors
+    from databrittle.reference import read_targets
+
+    _, train_labels = load_split(train_data)
+    targets = read_targets(targets_csv)
+    values = io.load_npy(similarity, ndim=2, rows=len(targets))
+    if values.shape[1] != len(train_labels):
+        raise io.InputError(f"{similarity}: {values.shape[1]} columns, the training split has {len(train_labels)}")
+    io.save_npy(score_vectors, lds_score_vectors(values, train_labels, targets["label"].to_numpy(), top_fraction))
 
 
 # ---------------------------------------------------------------- bisection
@@ -299,6 +340,13 @@ def support_figure(support_files: Sequence[Path], figure_files: Sequence[Path], 
     plot_support_cdf_panels(panels, k, list(figure_files))
 
 
+def median_support(support: np.ndarray, censored: np.ndarray, k: int) -> str:
+    """Median over ALL targets, censored ones counted as larger than k: a number, or ">k"."""
+    values = np.where(censored, np.inf, support.astype(float))
+    median = float(np.median(values))
+    return f">{k}" if np.isinf(median) else f"{median:g}"
+
+
 def auc_table(support_files: Sequence[Path], table_csv: Path, table_tex: Path, *, methods: Sequence[str],
               metrics: Sequence[str], k: int) -> None:
     """AUC of the support CDF per method and metric, with flipped/censored counts (Table 1 analogue)."""
@@ -309,10 +357,9 @@ def auc_table(support_files: Sequence[Path], table_csv: Path, table_tex: Path, *
     for metric, by_method in _method_files(support_files, methods, metrics).items():
         for method, path in by_method.items():
             support, censored = _read_support(path)
-            flipped = support[~censored]
             rows.append({"metric": metric, "method": method, "auc": auc(support, censored, k),
                          "targets": len(support), "flipped": int((~censored).sum()),
-                         "median_support": float(np.median(flipped)) if len(flipped) else float("nan")})
+                         "median_support": median_support(support, censored, k)})
     write_table(pd.DataFrame(rows), table_csv, table_tex,
                 caption=f"AUC of the support CDF over [0, {k}] (higher is better)")
 

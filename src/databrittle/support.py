@@ -93,7 +93,13 @@ def run_step(step: int, metric: str, targets: Sequence[Target], previous: Sequen
 
 def read_state(path: str | os.PathLike) -> BisectState:
     """The bisection state recorded in a step file."""
-    return state_from_dict(read_json(path)["state"])
+    return state_from_dict(_record_state(read_json(path), path))
+
+
+def _record_state(record: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+    if not isinstance(record.get("state"), dict):
+        raise InputError(f"{path}: not a bisection step file (no 'state')")
+    return record["state"]
 
 
 def write_records(records: Sequence[dict[str, Any]], paths: Sequence[str | os.PathLike], params: dict[str, Any]) -> None:
@@ -114,7 +120,7 @@ def support_table(final_step_files: Sequence[str | os.PathLike], all_step_files:
     rows = []
     for final, steps in zip(final_step_files, all_step_files):
         record = read_json(final)
-        state = state_from_dict(record["state"])
+        state = state_from_dict(_record_state(record, final))
         step_records = [read_json(p) for p in steps]
         rows.append({"target": record["target"], "support": state.support, "censored": state.censored,
                      "steps_run": sum(r["trained"] for r in step_records),

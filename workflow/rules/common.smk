@@ -28,7 +28,7 @@ STAGE_SCRIPT = "../scripts/run_stage.py"
 
 def code(*modules):
     """Hash of the package modules a rule uses: editing them marks its results stale."""
-    return code_hash(["stages", "io", "provenance", "config", "errors", *modules])
+    return code_hash(["stages", "workflow_adapter", "io", "provenance", "config", "errors", *modules])
 
 
 def slot_dir(slot):
@@ -58,9 +58,9 @@ def checked_train_data(wildcards):
     any training job is scheduled.
     """
     data = checkpoints.data.get()
-    from databrittle.stages import check_pool
+    from databrittle.stages import check_data_dependent
 
-    check_pool(data.output.sidecar, config["bisection"]["k"])
+    check_data_dependent(data.output.sidecar, config)
     return f"{RESULTS}/data/train.npz"
 
 
@@ -86,3 +86,13 @@ def previous_steps(wildcards, slots):
     if step == 0:
         return []
     return [step_file(slot, step - 1).format(**wildcards) for slot in slots]
+
+
+def ssl_training_section():
+    """The ssl keys that shape training (feature_layer only matters for feature extraction)."""
+    return {key: value for key, value in config["ssl"].items() if key != "feature_layer"}
+
+
+def esvm_params(wildcards):
+    """ESVM settings for ESVM methods only, so changing C reruns nothing else."""
+    return config["esvm"] if parse_method(wildcards.method).similarity == "esvm" else {}

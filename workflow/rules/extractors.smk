@@ -11,10 +11,10 @@ rule ssl:
         stage="train_extractor",
         kind="{ssl}",
         backbone=config["backbone"],
-        section=config["ssl"],
-        knn_k=config["ssl"]["knn_k"],
+        section=ssl_training_section(),
         seed=config["seed"],
         device=config["device"],
+        torch_threads=2,
         code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
     threads: 2
     log:
@@ -37,9 +37,9 @@ rule supervised_extractor:
         kind="supervised",
         backbone=config["backbone"],
         section=config["supervised"],
-        knn_k=config["ssl"]["knn_k"],
         seed=config["seed"],
         device=config["device"],
+        torch_threads=2,
         code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
     threads: 2
     log:
@@ -62,7 +62,6 @@ rule features:
     params:
         stage="extract_features",
         layer=feature_layer,
-        knn_k=config["ssl"]["knn_k"],
         device=config["device"],
         code=code("ssl", "models", "features", "datasets", "device"),
     log:

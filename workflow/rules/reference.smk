@@ -27,6 +27,7 @@ rule targets:
         test_data=f"{RESULTS}/data/test.npz",
     output:
         targets_csv=f"{RESULTS}/targets.csv",
+        sidecar=f"{RESULTS}/targets.json",
     params:
         stage="choose_targets",
         n_targets=config["targets"]["n_targets"],

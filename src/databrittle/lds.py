@@ -32,6 +32,7 @@ def subset_margins(masks: np.ndarray, target_ids: np.ndarray, target_labels: np.
     """Margins float32 (n_subsets, T) on the targets, averaged over each subset's models."""
     jobs = [ModelJob(seed=derive_seed(seed, "lds-model", j, r), removed=np.flatnonzero(~masks[j]))
             for j in range(len(masks)) for r in range(models_per_subset)]
-    logits = train_models(train_x, train_y, jobs, cfg, test_x[target_ids], n_classes, device)
+    eval_x = test_x[torch.from_numpy(np.array(target_ids, dtype=np.int64))]  # copy: pandas may give read-only
+    logits = train_models(train_x, train_y, jobs, cfg, eval_x, n_classes, device)
     margin, _, _ = margins_and_correct(logits, target_labels[None, :])
     return margin.reshape(len(masks), models_per_subset, -1).mean(1).astype(np.float32)

@@ -46,13 +46,15 @@ def plot_support_cdfs(curves: Mapping[str, Curve], k: int, title: str, out_paths
 
 
 def plot_support_cdf_panels(panels: Mapping[str, Mapping[str, Curve]], k: int,
-                            out_paths: Sequence[str | os.PathLike]) -> None:
+                            out_paths: Sequence[str | os.PathLike],
+                            styles: Mapping[str, Mapping[str, object]] | None = None) -> None:
     """Support-CDF panels side by side, e.g. ``{"removal": curves, "mislabel": curves}``.
 
     Args:
         panels: panel title -> (legend name -> (support (n_targets,), censored (n_targets,))).
         k: ranking length; every panel's x axis spans [0, k].
         out_paths: files to write, each atomically (format from the suffix).
+        styles: optional legend name -> matplotlib line keywords (e.g. linestyle, color).
     """
     if not panels:
         raise InputError("plot: no panels to draw")
@@ -62,7 +64,7 @@ def plot_support_cdf_panels(panels: Mapping[str, Mapping[str, Curve]], k: int,
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False, sharey=True)
     try:
         for ax, (panel_title, curves) in zip(axes[0], panels.items()):
-            _draw_cdf_panel(ax, curves, k, panel_title)
+            _draw_cdf_panel(ax, curves, k, panel_title, styles or {})
         axes[0][0].set_ylabel("fraction of targets flipped")
         fig.tight_layout()
         for path, fmt in zip(out_paths, formats):
@@ -96,21 +98,23 @@ def latex_table(frame: pd.DataFrame, caption: str, label: str, float_format: str
     return "\n".join(lines) + "\n"
 
 
-def _draw_cdf_panel(ax: plt.Axes, curves: Mapping[str, Curve], k: int, title: str) -> None:
+def _draw_cdf_panel(ax: plt.Axes, curves: Mapping[str, Curve], k: int, title: str,
+                    styles: Mapping[str, Mapping[str, object]]) -> None:
     """Draw the step CDF of each method over [0, k] with 'name (AUC=0.123)' labels."""
     for name, (support, censored) in curves.items():
         area = auc(support, censored, k)  # validates the arrays
         support = np.asarray(support, dtype=np.float64)
         censored = np.asarray(censored, dtype=np.bool_)
         xs = np.unique(np.concatenate([[0.0, float(k)], np.clip(support[~censored], 0, k)]))
-        ax.step(xs, cdf(support, censored, xs), where="post", label=f"{name} (AUC={area:.3f})")
+        ax.step(xs, cdf(support, censored, xs), where="post", label=f"{name} (AUC={area:.3f})",
+                **styles.get(name, {}))
     ax.set_xlim(0, k)
     ax.set_ylim(0, 1)
     ax.set_xlabel("support size")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if curves:
-        ax.legend(loc="lower right", fontsize="small")
+        ax.legend(loc="best", fontsize="small", framealpha=0.8)  # the corner the curves cover least
 
 
 def _format_of(path: str | os.PathLike) -> str:

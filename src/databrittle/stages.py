@@ -337,7 +337,18 @@ def support_figure(support_files: Sequence[Path], figure_files: Sequence[Path], 
     files = _method_files(support_files, methods, metrics)
     panels = {f"{metric} support": {method: _read_support(path) for method, path in by_method.items()}
               for metric, by_method in files.items()}
-    plot_support_cdf_panels(panels, k, list(figure_files))
+    plot_support_cdf_panels(panels, k, list(figure_files), styles=_method_styles(methods))
+
+
+def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One colour per similarity, solid for SSL features, dashed for supervised, grey random."""
+    colours = {"esvm": "tab:blue", "l2": "tab:orange", "random": "tab:gray"}
+    styles = {}
+    for method in methods:
+        spec = parse_method(method)
+        styles[method] = {"color": colours.get(spec.similarity),
+                          "linestyle": "--" if spec.extractor == "supervised" else "-"}
+    return styles
 
 
 def median_support(support: np.ndarray, censored: np.ndarray, k: int) -> str:

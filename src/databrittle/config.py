@@ -86,6 +86,12 @@ def _check_consistency(config: dict[str, Any]) -> None:
     methods = config["methods"]
     if len(set(methods)) != len(methods):
         raise InputError("config key 'methods': a method is listed twice")
+    recipe = config["counterfactual"]
+    if not recipe["lr_peak_epoch"] < recipe["epochs"]:
+        raise InputError(f"config key 'counterfactual.lr_peak_epoch': {recipe['lr_peak_epoch']} must be below "
+                         f"counterfactual.epochs ({recipe['epochs']})")
+    if recipe["arch"] == "mlp" and recipe.get("arch_options"):
+        raise InputError("config key 'counterfactual.arch_options': not used by arch mlp (use hidden)")
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:

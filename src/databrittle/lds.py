@@ -27,12 +27,12 @@ def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int) -> np.nd
 
 
 def subset_margins(masks: np.ndarray, target_ids: np.ndarray, target_labels: np.ndarray, models_per_subset: int,
-                   seed: int, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, n_classes: int,
+                   seed: int, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, n_classes: int,
                    cfg: TrainConfig, device: torch.device) -> np.ndarray:
     """Margins float32 (n_subsets, T) on the targets, averaged over each subset's models."""
     jobs = [ModelJob(seed=derive_seed(seed, "lds-model", j, r), removed=np.flatnonzero(~masks[j]))
             for j in range(len(masks)) for r in range(models_per_subset)]
-    eval_x = test_x[torch.from_numpy(np.array(target_ids, dtype=np.int64))]  # copy: pandas may give read-only
-    logits = train_models(train_x, train_y, jobs, cfg, eval_x, n_classes, device)
+    eval_images = test_images[np.asarray(target_ids, dtype=np.int64)]
+    logits = train_models(train_images, train_labels, jobs, cfg, eval_images, n_classes, device)
     margin, _, _ = margins_and_correct(logits, target_labels[None, :])
     return margin.reshape(len(masks), models_per_subset, -1).mean(1).astype(np.float32)

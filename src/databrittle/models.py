@@ -1,16 +1,15 @@
-"""Networks: the feature-extractor backbone and the counterfactual model for digits.
+"""Networks: the feature-extractor backbone for small images.
+
+The counterfactual networks live in :mod:`databrittle.mlp_trainer` (digits) and
+:mod:`databrittle.architectures` (CIFAR-sized).
 
 - :class:`SmallResNet`: a 3-stage pre-activation-free ResNet for small (8x8 .. 32x32)
   inputs, the digits stand-in for the paper's ResNet-18 feature extractor (paper section 3,
   A.1). Its output is the penultimate ("backbone") feature of size ``8 * width``.
-- :class:`BatchedMLP`: ``n_models`` independent one-hidden-layer MLPs held as stacked
-  weights, so that many counterfactual models train in one pass; the digits stand-in for
-  the paper's ResNet-9 (paper A.2).
 """
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -64,30 +63,3 @@ def build_backbone(name: str, in_channels: int, width: int) -> SmallResNet:
     if name != "resnet_small":
         raise ValueError(f"unknown backbone {name!r}")
     return SmallResNet(in_channels=in_channels, width=width)
-
-
-class BatchedMLP(nn.Module):
-    """``n_models`` independent MLPs ``in -> hidden -> classes`` with stacked weights.
-
-    Each model is initialised from its own ``torch.Generator`` (PyTorch's default Linear
-    init, uniform(+-1/sqrt(fan_in))), so a model's weights depend only on its seed.
-
-    forward: x (n_models, batch, in_features) -> logits (n_models, batch, classes).
-    """
-
-    def __init__(self, seeds: list[int], in_features: int, hidden: int, classes: int) -> None:
-        super().__init__()
-        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        self.w1 = nn.Parameter(torch.stack([_uniform((in_features, hidden), in_features, g) for g in generators]))
-        self.b1 = nn.Parameter(torch.stack([_uniform((1, hidden), in_features, g) for g in generators]))
-        self.w2 = nn.Parameter(torch.stack([_uniform((hidden, classes), hidden, g) for g in generators]))
-        self.b2 = nn.Parameter(torch.stack([_uniform((1, classes), hidden, g) for g in generators]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = F.relu(torch.baddbmm(self.b1, x, self.w1))
-        return torch.baddbmm(self.b2, hidden, self.w2)
-
-
-def _uniform(shape: tuple[int, int], fan_in: int, generator: torch.Generator) -> torch.Tensor:
-    bound = 1.0 / math.sqrt(fan_in)
-    return (torch.rand(shape, generator=generator) * 2 - 1) * bound

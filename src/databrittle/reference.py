@@ -21,11 +21,11 @@ from databrittle.seeds import derive_seed, rng
 from databrittle.train import ModelJob, TrainConfig, margins_and_correct, train_models
 
 
-def train_reference_models(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, cfg: TrainConfig,
+def train_reference_models(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, cfg: TrainConfig,
                            n_models: int, n_classes: int, seed: int, device: torch.device) -> np.ndarray:
     """Logits float32 (n_models, n_test, n_classes) of models trained on all training data."""
     jobs = [ModelJob(seed=derive_seed(seed, "reference", r)) for r in range(n_models)]
-    return train_models(train_x, train_y, jobs, cfg, test_x, n_classes, device)
+    return train_models(train_images, train_labels, jobs, cfg, test_images, n_classes, device)
 
 
 def flip_classes(mean_logits: np.ndarray, labels: np.ndarray) -> np.ndarray:

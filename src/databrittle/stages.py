@@ -131,17 +131,15 @@ def extract_features(checkpoint: Path, train_data: Path, test_data: Path, train_
 
 
 # ---------------------------------------------------------------- counterfactual data
-def _vectors(train_data: Path, test_data: Path):
-    import torch
-
+def _counterfactual_data(train_data: Path, test_data: Path
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Decoded splits: train images uint8 (N, H, W, C), labels (N,), test images, labels, classes."""
     from databrittle.datasets import load_split
-    from databrittle.train import images_to_vectors
 
     train_images, train_labels = load_split(train_data)
     test_images, test_labels = load_split(test_data)
     n_classes = int(max(train_labels.max(), test_labels.max()) + 1)
-    return (images_to_vectors(train_images), torch.from_numpy(train_labels), images_to_vectors(test_images),
-            test_labels, n_classes)
+    return train_images, train_labels, test_images, test_labels, n_classes
 
 
 def reference_models(train_data: Path, test_data: Path, mean_logits: Path, model_logits: Path, sidecar: Path, *,
@@ -153,8 +151,8 @@ def reference_models(train_data: Path, test_data: Path, mean_logits: Path, model
 
     torch_device = resolve_device(device)
     with measured() as meter:
-        train_x, train_y, test_x, test_labels, n_classes = _vectors(train_data, test_data)
-        logits = train_reference_models(train_x, train_y, test_x, TrainConfig.from_config(counterfactual), n_models,
+        train_images, train_labels, test_images, test_labels, n_classes = _counterfactual_data(train_data, test_data)
+        logits = train_reference_models(train_images, train_labels, test_images, TrainConfig.from_config(counterfactual), n_models,
                                         n_classes, seed, torch_device)
         io.save_npy(model_logits, logits)
         io.save_npy(mean_logits, logits.mean(0).astype(np.float32))
@@ -251,8 +249,8 @@ def bisect_step(step: int | str, metric: str, method: str, slots: Sequence[int],
         targets = [Target(int(table.at[s, "target"]), int(table.at[s, "label"]), int(table.at[s, "flip_class"]),
                           rankings[s]) for s in slots]
         previous = [read_state(p) for p in previous_steps] if step > 0 else [None] * len(slots)
-        train_x, train_y, test_x, _, n_classes = _vectors(train_data, test_data)
-        records = run_step(step, metric, targets, previous, k, n_test, seed, train_x, train_y, test_x, n_classes,
+        train_images, train_labels, test_images, _, n_classes = _counterfactual_data(train_data, test_data)
+        records = run_step(step, metric, targets, previous, k, n_test, seed, train_images, train_labels, test_images, n_classes,
                            TrainConfig.from_config(counterfactual), torch_device)
         params = {"method": method, "k": k, "n_test": n_test, "counterfactual": counterfactual, "seed": seed,
                   "device": str(torch_device), "job_cost": meter.cost()}
@@ -284,11 +282,11 @@ def lds_ground_truth(train_data: Path, test_data: Path, targets_csv: Path, masks
 
     torch_device = resolve_device(device)
     with measured() as meter:
-        train_x, train_y, test_x, _, n_classes = _vectors(train_data, test_data)
+        train_images, train_labels, test_images, _, n_classes = _counterfactual_data(train_data, test_data)
         targets = read_targets(targets_csv)
-        masks = subset_masks(len(train_y), lds["n_subsets"], lds["alpha"], seed)
+        masks = subset_masks(len(train_labels), lds["n_subsets"], lds["alpha"], seed)
         margins = subset_margins(masks, targets["target"].to_numpy(), targets["label"].to_numpy(),
-                                 lds["models_per_subset"], seed, train_x, train_y, test_x, n_classes,
+                                 lds["models_per_subset"], seed, train_images, train_labels, test_images, n_classes,
                                  TrainConfig.from_config(counterfactual), torch_device)
         io.save_npy(masks_npy, masks)
         io.save_npy(margins_npy, margins)

@@ -55,13 +55,13 @@ def model_jobs(metric: str, target: Target, m: int, seeds: Sequence[int]) -> lis
 
 
 def run_step(step: int, metric: str, targets: Sequence[Target], previous: Sequence[BisectState | None], k: int,
-             n_test: int, base_seed: int, train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+             n_test: int, base_seed: int, train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
              n_classes: int, cfg: TrainConfig, device: torch.device) -> list[dict[str, Any]]:
     """Compute step ``step`` for every target of a shard; return one step record per target.
 
     Args:
         previous: each target's state after step - 1 (None for step 0).
-        test_x: float32 (n_test_split, d) inputs of the test split (targets index into it).
+        test_images: uint8 (n_test_split, H, W, C) images of the test split (targets index into it).
     """
     plans = []
     for target, prev in zip(targets, previous):
@@ -70,7 +70,7 @@ def run_step(step: int, metric: str, targets: Sequence[Target], previous: Sequen
         plans.append((m, seeds, model_jobs(metric, target, m, seeds) if m is not None else []))
     jobs = [job for _, _, target_jobs in plans for job in target_jobs]
     eval_ids = np.array([t.target for t, (m, _, _) in zip(targets, plans) if m is not None], dtype=np.int64)
-    logits = train_models(train_x, train_y, jobs, cfg, test_x[eval_ids] if len(eval_ids) else test_x[:0],
+    logits = train_models(train_images, train_labels, jobs, cfg, test_images[eval_ids],
                           n_classes, device)
     records, cursor, evaluated = [], 0, 0
     for target, prev, (m, seeds, target_jobs) in zip(targets, previous, plans):

@@ -1,172 +1,147 @@
-"""Counterfactual trainer: n models on (training set, removal mask or label overrides, seeds).
+"""The counterfactual trainer: n models on (training set, removals or label overrides, seeds).
 
-Removal and relabelling never rewrite a beton: they are index selection and label
-overrides applied in memory (DESIGN.md section 3). For digits, models are
-:class:`~databrittle.models.BatchedMLP` stacks trained in one pass; each model has its own
-seed (init and data order), its own kept-sample set and label overrides, and its own
-learning-rate schedule computed in steps from its own (possibly reduced) training-set size.
+One API for every rule that trains (reference models, bisection steps, LDS):
+:func:`train_models` takes the decoded training images (uint8, the beton's content), one
+:class:`~databrittle.schedule.ModelJob` per model and the recipe, and returns every model's
+logits on the requested evaluation images. Removal and relabelling never rewrite a beton:
+they are index selection and label overrides applied in memory or on the device
+(DESIGN.md section 3); data order, labels and learning rates come from
+:mod:`databrittle.schedule`, the same for every backend.
 
-Recipe (the digits stand-in for paper A.2): SGD with momentum and weight decay, label
-smoothing, batch size from config, a triangular learning rate rising linearly from 0 to
-``lr`` over the first 5/24 of the steps and falling linearly to 0 at the last step (paper
-A.2's cyclic schedule: peak at epoch 5 of 24), no augmentation.
+Backends, by ``arch``:
+
+- ``mlp`` (the digits network): :mod:`databrittle.mlp_trainer`, up to
+  ``models_per_pass`` models in one batched pass with hand-written gradients.
+- CIFAR-sized networks (``resnet9`` = paper A.2, and the transfer architectures of paper
+  section 4.4 / appendix B): :mod:`databrittle.torch_trainer`, one model after another on
+  images held on the device, augmented there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from databrittle.models import BatchedMLP
-from databrittle.seeds import derive_seed
+from databrittle import mlp_trainer, torch_trainer
+from databrittle.architectures import ARCHITECTURES
+from databrittle.errors import InputError
+from databrittle.schedule import ModelJob, label_table, lr_table, model_plan, stacked_plans
 
-PEAK_FRACTION = 5 / 24  # paper A.2: the learning rate peaks at epoch 5 of 24
+__all__ = ["ModelJob", "TrainConfig", "train_models", "margins_and_correct"]
+
+ARCHS = ("mlp", *ARCHITECTURES)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of the counterfactual model (config section ``counterfactual``)."""
+    """The counterfactual recipe (config section ``counterfactual``; paper A.2 for CIFAR-10).
+
+    Attributes:
+        arch: ``mlp`` (digits) or a CIFAR-sized architecture (``resnet9``, ...).
+        epochs: passes over each model's (reduced) training set (paper: 24).
+        batch_size: paper: 512.
+        lr: peak learning rate (paper: 0.5).
+        lr_peak_epoch: epoch of the peak (paper: 5); the rate is 0 at step 0 and at the end.
+        momentum, weight_decay, label_smoothing: paper 0.9, 5e-4, 0.1.
+        hidden: hidden width of the ``mlp``.
+        arch_options: keyword arguments of the CIFAR-sized network (e.g. ``{width: 0.25}``
+            for a small ResNet-9); empty = the paper's size.
+        augment: flip + translate(2) + cutout(8) (paper A.2) for the CIFAR-sized networks.
+        models_per_pass: most models the ``mlp`` backend trains in one batched pass.
+    """
 
     arch: str
     epochs: int
     batch_size: int
     lr: float
+    lr_peak_epoch: float
     momentum: float
     weight_decay: float
     label_smoothing: float
-    hidden: int
+    hidden: int = 128
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    augment: bool = True
+    models_per_pass: int = 128
 
     @classmethod
     def from_config(cls, section: dict) -> "TrainConfig":
         return cls(**section)
 
-
-@dataclass(frozen=True)
-class ModelJob:
-    """One model to train.
-
-    Attributes:
-        seed: the model's seed (weights init and data order).
-        removed: int64 (r,), training indices left out.
-        relabel_index: int64 (q,), training indices whose label is overridden.
-        relabel_to: int, the new label of those indices.
-    """
-
-    seed: int
-    removed: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    relabel_index: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    relabel_to: int = -1
+    @property
+    def peak_fraction(self) -> float:
+        return self.lr_peak_epoch / self.epochs
 
 
-def images_to_vectors(images: np.ndarray) -> torch.Tensor:
-    """uint8 (n, h, w, c) -> float32 (n, h*w*c) in [0, 1], the MLP's input."""
-    return torch.from_numpy(np.ascontiguousarray(images).reshape(len(images), -1).astype(np.float32) / 255.0)
-
-
-def lr_schedule(step: torch.Tensor, total_steps: torch.Tensor, peak_lr: float) -> torch.Tensor:
-    """Triangular schedule: 0 -> peak at PEAK_FRACTION of total -> 0 at the last step.
+def train_models(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+                 jobs: Sequence[ModelJob], cfg: TrainConfig, eval_images: np.ndarray | torch.Tensor,
+                 n_classes: int, device: torch.device) -> np.ndarray:
+    """Train one model per job and return their logits on ``eval_images``.
 
     Args:
-        step: int (B,), current step of each model (0-based).
-        total_steps: int (B,), each model's own number of steps.
+        train_images: uint8 (N, H, W, C) training images.
+        train_labels: int64 (N,) training labels.
+        jobs: one :class:`ModelJob` per model (seed, removals, label overrides).
+        eval_images: uint8 (n_eval, H, W, C) images to evaluate.
     Returns:
-        float (B,), 0 for models whose steps are done.
+        float32 (n_models, n_eval, n_classes) logits, in job order. A model's logits depend
+        only on its job and the recipe: rerunning a call gives identical numbers on CPU, and
+        batching it with other jobs changes them only by float rounding (about 1e-6: the
+        matrix library may block a batched product differently).
     """
-    step = step.to(torch.float64)
-    total = total_steps.to(torch.float64)
-    peak = torch.clamp(torch.round(total * PEAK_FRACTION), min=1.0)
-    rising = (step + 1) / peak
-    falling = (total - step - 1).clamp(min=0) / torch.clamp(total - peak, min=1.0)
-    lr = torch.where(step < peak, rising, falling) * peak_lr
-    return torch.where(step < total, lr, torch.zeros_like(lr)).to(torch.float32)
-
-
-def _batch_plan(jobs: list[ModelJob], n_train: int, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each model's data order: index matrix (B, T_max, batch) and its step count (B,).
-
-    A model sees ``epochs`` permutations of its own kept indices (drawn from its own
-    generator), cut into full batches (drop_last), so T_i = epochs * floor(n_i / batch).
-    """
-    plans, totals = [], []
-    for job in jobs:
-        keep = np.setdiff1d(np.arange(n_train), job.removed)
-        per_epoch = len(keep) // cfg.batch_size
-        if per_epoch == 0:
-            raise ValueError(f"only {len(keep)} training samples left, fewer than one batch of {cfg.batch_size}")
-        generator = torch.Generator().manual_seed(derive_seed(job.seed, "data-order"))
-        kept = torch.from_numpy(keep)
-        epochs = [kept[torch.randperm(len(keep), generator=generator)][: per_epoch * cfg.batch_size]
-                  for _ in range(cfg.epochs)]
-        plans.append(torch.cat(epochs).view(-1, cfg.batch_size))
-        totals.append(len(plans[-1]))
-    t_max = max(totals)
-    padded = [torch.cat([p, p[-1:].expand(t_max - len(p), -1)]) if len(p) < t_max else p for p in plans]
-    return torch.stack(padded), torch.tensor(totals)
-
-
-def _label_table(jobs: list[ModelJob], labels: torch.Tensor) -> torch.Tensor:
-    """Per-model labels (B, n_train) with each job's overrides applied."""
-    table = labels.expand(len(jobs), -1).clone()
-    for row, job in enumerate(jobs):
-        if len(job.relabel_index):
-            table[row, torch.from_numpy(job.relabel_index)] = int(job.relabel_to)
-    return table
-
-
-def train_models(train_x: torch.Tensor, train_y: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig,
-                 eval_x: torch.Tensor, n_classes: int, device: torch.device) -> np.ndarray:
-    """Train one model per job (all in one batched pass) and return their logits on ``eval_x``.
-
-    Args:
-        train_x: float32 (n_train, d) inputs.
-        train_y: int64 (n_train,) labels.
-        jobs: one :class:`ModelJob` per model.
-        eval_x: float32 (n_eval, d) samples to evaluate.
-    Returns:
-        float32 (n_models, n_eval, n_classes) logits.
-    """
-    if cfg.arch != "mlp":
-        raise ValueError(f"unknown counterfactual arch {cfg.arch!r}")
+    if cfg.arch not in ARCHS:
+        raise InputError(f"config key 'counterfactual.arch': unknown architecture {cfg.arch!r}; known: {ARCHS}")
     if not jobs:
-        return np.zeros((0, len(eval_x), n_classes), np.float32)
-    plan, totals = _batch_plan(jobs, len(train_y), cfg)
-    labels = _label_table(jobs, train_y)
-    model = BatchedMLP([derive_seed(job.seed, "init") for job in jobs], train_x.shape[1], cfg.hidden, n_classes).to(device)
-    params = list(model.parameters())
-    buffers = [torch.zeros_like(p) for p in params]
-    train_x, labels, plan = train_x.to(device), labels.to(device), plan.to(device)
-    rows = torch.arange(len(jobs), device=device)[:, None]
-    for step in range(plan.shape[1]):
-        index = plan[:, step]  # (B, batch)
-        logits = model(train_x[index])
-        loss = F.cross_entropy(logits.reshape(-1, n_classes), labels[rows, index].reshape(-1),
-                               label_smoothing=cfg.label_smoothing, reduction="sum") / index.shape[1]
-        for p in params:
-            p.grad = None
-        loss.backward()
-        lr = lr_schedule(torch.full((len(jobs),), step), totals, cfg.lr).to(device)
-        _sgd_step(params, buffers, lr, cfg.momentum, cfg.weight_decay)
-    with torch.no_grad():
-        out = model(eval_x.to(device).expand(len(jobs), -1, -1))
-    return out.cpu().numpy().astype(np.float32)
+        return np.zeros((0, len(eval_images), n_classes), np.float32)
+    images = torch.as_tensor(np.asarray(train_images))
+    labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
+    evals = torch.as_tensor(np.asarray(eval_images))
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise InputError(f"training images must be uint8 (N, H, W, C), got {images.dtype} {tuple(images.shape)}")
+    if cfg.arch == "mlp":
+        return _train_mlp(images, labels, list(jobs), cfg, evals, n_classes, device)
+    return _train_networks(images, labels, list(jobs), cfg, evals, n_classes, device)
 
 
-@torch.no_grad()
-def _sgd_step(params: list[torch.Tensor], buffers: list[torch.Tensor], lr: torch.Tensor, momentum: float,
-              weight_decay: float) -> None:
-    """SGD with momentum and weight decay (as torch.optim.SGD), with a per-model lr (B,).
+def image_vectors(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float32 (N, H*W*C + 1) in [0, 1] plus the bias column."""
+    return mlp_trainer.with_bias_column(images.reshape(len(images), -1).float() / 255.0)
 
-    A model whose lr is 0 (its steps are done) is left unchanged, momentum included.
-    """
-    active = (lr > 0).to(lr.dtype)
-    for p, buf in zip(params, buffers):
-        shape = (-1,) + (1,) * (p.dim() - 1)
-        grad = p.grad + weight_decay * p
-        buf.mul_(1 - active.view(shape) * (1 - momentum)).add_(grad * active.view(shape))
-        p.sub_(lr.view(shape) * buf)
+
+def _train_mlp(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig,
+               evals: torch.Tensor, n_classes: int, device: torch.device) -> np.ndarray:
+    x1 = image_vectors(images).to(device)
+    eval_x1 = image_vectors(evals).to(device)
+    out = []
+    for start in range(0, len(jobs), cfg.models_per_pass):
+        group = jobs[start:start + cfg.models_per_pass]
+        plan, totals = stacked_plans(group, len(labels), cfg.batch_size, cfg.epochs)
+        weights = [w.to(device) for w in mlp_trainer.init_weights([job.seed for job in group], x1.shape[1] - 1,
+                                                                  cfg.hidden, n_classes)]
+        mlp_trainer.train(weights, x1, label_table(group, labels), plan, lr_table(totals, cfg.lr, cfg.peak_fraction),
+                          cfg.momentum, cfg.weight_decay, cfg.label_smoothing)
+        out.append(mlp_trainer.logits(weights, eval_x1).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def _train_networks(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig,
+                    evals: torch.Tensor, n_classes: int, device: torch.device) -> np.ndarray:
+    images, evals = images.to(device), evals.to(device)
+    tables = label_table(jobs, labels).to(device)
+    out = []
+    for job, job_labels in zip(jobs, tables):
+        plan = model_plan(job, len(labels), cfg.batch_size, cfg.epochs)
+        lrs = lr_table(torch.tensor([len(plan)]), cfg.lr, cfg.peak_fraction)[:, 0]
+        model = torch_trainer.init_model(cfg.arch, job, n_classes, images.shape[-1], cfg.arch_options,
+                                             device)
+        torch_trainer.train_one(model, images, job_labels, plan, lrs, job, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+                                augment_batches=cfg.augment)
+        out.append(torch_trainer.evaluate(model, images, evals).cpu())
+    return torch.stack(out).numpy().astype(np.float32)
 
 
 def margins_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

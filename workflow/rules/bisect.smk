@@ -26,7 +26,7 @@ for shard_id, shard_slots in enumerate(SHARDS):
             counterfactual=config["counterfactual"],
             seed=config["seed"],
             device=config["device"],
-            code=code("support", "bisect", "train", "models", "datasets", "reference", "device", "seeds"),
+            code=code("support", "bisect", "reference", *TRAINER),
         log:
             f"{LOGS}/bisect/{{metric}}/{{arch}}/{{method}}/shard{shard_id}/step{{step}}.log",
         benchmark:

@@ -24,6 +24,9 @@ N_TARGETS = config["targets"]["n_targets"]
 PER_JOB = config["targets"]["per_job"]
 SHARDS = [list(range(start, min(start + PER_JOB, N_TARGETS))) for start in range(0, N_TARGETS, PER_JOB)]
 STAGE_SCRIPT = "../scripts/run_stage.py"
+# Modules behind databrittle.train.train_models: every rule that trains lists them.
+TRAINER = ("train", "schedule", "mlp_trainer", "torch_trainer", "train_augment", "architectures", "device", "seeds",
+           "datasets")
 
 
 def code(*modules):

@@ -13,7 +13,7 @@ rule lds_ground_truth:
         counterfactual=config["counterfactual"],
         seed=config["seed"],
         device=config["device"],
-        code=code("lds", "train", "models", "datasets", "reference", "device", "seeds"),
+        code=code("lds", "reference", *TRAINER),
     log:
         f"{LOGS}/lds/ground_truth.log",
     benchmark:

@@ -12,7 +12,7 @@ rule reference:
         n_models=config["reference"]["n_models"],
         seed=config["seed"],
         device=config["device"],
-        code=code("reference", "train", "models", "datasets", "device", "seeds"),
+        code=code("reference", *TRAINER),
     log:
         f"{LOGS}/reference.log",
     benchmark:

@@ -62,6 +62,8 @@ def train_one(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     generator = torch.Generator(device=device).manual_seed(derive_seed(job.seed, "augment"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
     channels_last = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     plan = plan.to(device)
     model.train()
     for step, lr in enumerate(lrs.tolist()):

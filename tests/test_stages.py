@@ -18,9 +18,14 @@ def test_median_support_counts_censored_targets_as_larger_than_k():
 
 def test_data_dependent_checks_name_the_key(tmp_path):
     sidecar = tmp_path / "data.json"
-    sidecar.write_text(json.dumps({"class_counts": {"train": {"0": 60, "1": 50}}}))
-    config = {"bisection": {"k": 40}, "counterfactual": {"batch_size": 50}, "lds": {"alpha": 0.5}}
+    sidecar.write_text(json.dumps({"class_counts": {"train": {"0": 60, "1": 50}},
+                                   "shapes": {"train": [110, 8, 8, 1], "test": [20, 8, 8, 1]}}))
+    config = {"bisection": {"k": 40}, "counterfactual": {"batch_size": 50, "arch": "mlp"}, "lds": {"alpha": 0.5}}
     check_data_dependent(sidecar, config)
+    config["counterfactual"]["arch"] = "resnet9"
+    with pytest.raises(InputError, match=r"config key 'counterfactual.arch': resnet9 is a CIFAR-sized network .* 8x8"):
+        check_data_dependent(sidecar, config)
+    config["counterfactual"]["arch"] = "mlp"
     config["counterfactual"]["batch_size"] = 60
     with pytest.raises(InputError, match=r"config key 'counterfactual.batch_size': 60 is larger than the smallest "
                                          r"counterfactual training set \(55 samples"):

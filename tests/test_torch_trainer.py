@@ -29,10 +29,12 @@ def test_flip_only_gives_the_image_or_its_mirror_and_both_happen():
     assert (same | mirrored).all() and same.any() and mirrored.any()
 
 
-def test_translate_is_a_shift_of_at_most_two_pixels_with_zero_fill():
+def test_translate_is_a_shift_of_at_most_two_pixels_framed_by_the_fill_colour():
     batch = images(32)
-    out = augment(batch, torch.Generator().manual_seed(1), torch.zeros(3, dtype=torch.uint8), translate=2, cutout=0)
-    padded = torch.nn.functional.pad(torch.cat([batch, batch.flip(2)]), (0, 0, 2, 2, 2, 2))
+    fill = torch.tensor([7, 8, 9], dtype=torch.uint8)
+    out = augment(batch, torch.Generator().manual_seed(1), fill, translate=2, cutout=0)
+    padded = fill.expand(64, 36, 36, 3).clone()
+    padded[:, 2:34, 2:34] = torch.cat([batch, batch.flip(2)])
     shifts = set()
     for i in range(len(batch)):
         matches = [(dy, dx) for dy in range(5) for dx in range(5) for src in (i, i + len(batch))
@@ -42,15 +44,15 @@ def test_translate_is_a_shift_of_at_most_two_pixels_with_zero_fill():
     assert len(shifts) > 5  # shifts really vary
 
 
-def test_cutout_fills_one_square_of_at_most_8x8_with_the_fill_colour():
+def test_cutout_fills_one_whole_8x8_square_inside_the_image_with_the_fill_colour():
     batch = images(64)
     fill = torch.tensor([0, 0, 0], dtype=torch.uint8)  # images are in 1..254: fill pixels are cut out
     out = augment(batch, torch.Generator().manual_seed(2), fill, translate=0, cutout=8)
     cut = (out == 0).all(-1)  # (n, 32, 32)
-    sizes = cut.flatten(1).sum(1)
-    assert (sizes > 0).all() and (sizes <= 64).all() and (sizes == 64).any()
+    assert (cut.flatten(1).sum(1) == 64).all()
     rows, cols = cut.any(2), cut.any(1)
-    assert (rows.sum(1) * cols.sum(1) == sizes).all()  # one axis-aligned rectangle (a clipped square)
+    assert (rows.sum(1) == 8).all() and (cols.sum(1) == 8).all()  # an 8x8 square, never clipped
+    assert rows[:, 0].any() and rows[:, -1].any()  # it reaches the borders too
 
 
 def test_augmentation_depends_only_on_the_generator_state():

@@ -58,7 +58,7 @@ def test_same_seed_same_numbers_and_batch_independence(digits):
     together = train_models(train_images, train_labels, [ModelJob(seed=4), ModelJob(seed=5)], cfg, test_images, 10,
                             CPU)
     assert np.array_equal(alone, again)
-    np.testing.assert_allclose(alone[0], together[1], rtol=1e-5, atol=1e-5)
+    assert np.array_equal(alone[0], together[1])  # one thread (conftest): bit-identical however batched
     assert not np.allclose(together[0], together[1])
 
 
@@ -67,7 +67,7 @@ def test_models_per_pass_does_not_change_results(digits):
     jobs = [ModelJob(seed=s) for s in range(5)]
     whole = train_models(train_images, train_labels, jobs, short(2), test_images, 10, CPU)
     split = train_models(train_images, train_labels, jobs, short(2, models_per_pass=2), test_images, 10, CPU)
-    np.testing.assert_allclose(whole, split, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(whole, split)
 
 
 def test_data_order_depends_on_the_seed_and_keeps_exactly_the_kept_samples():
@@ -147,3 +147,31 @@ def test_margins_and_correct():
     margin, correct, prediction = margins_and_correct(logits, np.array([0, 2]))
     assert margin.tolist() == [1.0, -2.0]
     assert correct.tolist() == [True, False] and prediction.tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("job, message", [
+    (ModelJob(seed=0, removed=np.array([-1])), "ModelJob.removed"),
+    (ModelJob(seed=0, removed=np.zeros(5, dtype=bool)), "ModelJob.removed"),
+    (ModelJob(seed=0, removed=np.array([1.5])), "ModelJob.removed"),
+    (ModelJob(seed=0, relabel_index=np.array([10**6])), "ModelJob.relabel_index"),
+    (ModelJob(seed=0, relabel_index=np.array([0])), "ModelJob.relabel_to"),
+    (ModelJob(seed=0, relabel_index=np.array([0]), relabel_to=10), "ModelJob.relabel_to"),
+])
+def test_bad_jobs_are_clear_errors(digits, job, message):
+    train_images, train_labels, test_images, _ = digits
+    with pytest.raises(InputError, match=message):
+        train_models(train_images, train_labels, [job], CFG, test_images, 10, CPU)
+
+
+def test_bad_inputs_are_clear_errors(digits):
+    train_images, train_labels, test_images, _ = digits
+    with pytest.raises(InputError, match="evaluation images"):
+        train_models(train_images, train_labels, [ModelJob(seed=0)], CFG, test_images.astype(np.float32), 10, CPU)
+    with pytest.raises(InputError, match="evaluation images"):
+        train_models(train_images, train_labels, [ModelJob(seed=0)], CFG, test_images[:, :4], 10, CPU)
+    with pytest.raises(InputError, match="training labels"):
+        train_models(train_images, train_labels[:50], [ModelJob(seed=0)], CFG, test_images, 10, CPU)
+    with pytest.raises(InputError, match="lr_peak_epoch"):
+        short(5, lr_peak_epoch=0)
+    empty = train_models(train_images, train_labels, [ModelJob(seed=0)], CFG, test_images[:0], 10, CPU)
+    assert empty.shape == (1, 0, 10)

@@ -45,6 +45,24 @@ class ModelJob:
     relabel_to: int = -1
 
 
+def check_job(job: ModelJob, n_train: int, n_classes: int) -> None:
+    """A job's indices must be integers in [0, n_train) and its new label a class.
+
+    Raises:
+        InputError naming the field (a boolean mask or a negative index would otherwise
+        select the wrong samples silently).
+    """
+    for name in ("removed", "relabel_index"):
+        index = np.asarray(getattr(job, name))
+        if index.size and (index.dtype.kind not in "iu" or index.min() < 0 or index.max() >= n_train):
+            raise InputError(f"ModelJob.{name}: expected integer training indices in [0, {n_train}), got dtype "
+                             f"{index.dtype} range [{index.min()}, {index.max()}]")
+    if len(job.relabel_index) and not 0 <= job.relabel_to < n_classes:
+        raise InputError(f"ModelJob.relabel_to: {job.relabel_to} is not a class in [0, {n_classes})")
+    if job.seed < 0:
+        raise InputError(f"ModelJob.seed: {job.seed} must be non-negative")
+
+
 def kept_indices(job: ModelJob, n_train: int) -> np.ndarray:
     """int64 (n_i,): the training indices model ``job`` trains on, ascending."""
     keep = np.ones(n_train, dtype=bool)

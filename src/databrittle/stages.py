@@ -45,13 +45,20 @@ def prepare_data(train_beton: Path, test_beton: Path, train_data: Path, test_dat
 def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
     """Config checks that need the data (DESIGN.md 4), run right after the data job.
 
-    k must not exceed the smallest same-class pool, and every counterfactual training set
+    k must not exceed the smallest same-class pool, every counterfactual training set
     (all data minus k removed samples; an LDS subset of round(alpha * n)) must hold at least
-    one batch. Errors name the config key.
+    one batch, and a CIFAR-sized counterfactual network needs 32x32 images. Errors name the
+    config key.
     """
     from databrittle.datasets import check_pool_size
 
-    counts = io.read_json(sidecar)["class_counts"]["train"]
+    data = io.read_json(sidecar)
+    arch = config["counterfactual"]["arch"]
+    height, width = data["shapes"]["train"][1:3]
+    if arch != "mlp" and (height, width) != (32, 32):
+        raise io.InputError(f"config key 'counterfactual.arch': {arch} is a CIFAR-sized network (32x32 input) but "
+                            f"{sidecar} holds {height}x{width} images; use arch mlp")
+    counts = data["class_counts"]["train"]
     labels = np.repeat(np.array([int(c) for c in counts]), [int(n) for n in counts.values()])
     k = config["bisection"]["k"]
     check_pool_size(k, labels, str(sidecar))

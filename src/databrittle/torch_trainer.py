@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from databrittle.architectures import build_model
+from databrittle.errors import InputError
 from databrittle.schedule import ModelJob
 from databrittle.seeds import derive_seed
 from databrittle.train_augment import augment, channel_stats, to_network_input
@@ -40,7 +41,10 @@ def init_model(arch: str, job: ModelJob, n_classes: int, in_channels: int, optio
     """The model of ``job``, initialised from its seed (key "init") alone."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(job.seed, "init"))
-        model = build_model(arch, num_classes=n_classes, in_channels=in_channels, **options)
+        try:
+            model = build_model(arch, num_classes=n_classes, in_channels=in_channels, **options)
+        except TypeError as error:
+            raise InputError(f"config key 'counterfactual.arch_options': {options} do not fit {arch} ({error})") from None
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
 

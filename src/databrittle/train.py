@@ -29,7 +29,7 @@ import torch
 from databrittle import mlp_trainer, torch_trainer
 from databrittle.architectures import ARCHITECTURES
 from databrittle.errors import InputError
-from databrittle.schedule import ModelJob, label_table, lr_table, model_plan, stacked_plans
+from databrittle.schedule import ModelJob, check_job, label_table, lr_table, model_plan, stacked_plans
 
 __all__ = ["ModelJob", "TrainConfig", "train_models", "margins_and_correct"]
 
@@ -67,6 +67,14 @@ class TrainConfig:
     augment: bool = True
     models_per_pass: int = 128
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "hidden", "models_per_pass"):
+            if getattr(self, name) < 1:
+                raise InputError(f"config key 'counterfactual.{name}': must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.lr_peak_epoch < self.epochs:
+            raise InputError(f"config key 'counterfactual.lr_peak_epoch': {self.lr_peak_epoch} must be in "
+                             f"(0, epochs = {self.epochs})")
+
     @classmethod
     def from_config(cls, section: dict) -> "TrainConfig":
         return cls(**section)
@@ -88,22 +96,38 @@ def train_models(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarr
         eval_images: uint8 (n_eval, H, W, C) images to evaluate.
     Returns:
         float32 (n_models, n_eval, n_classes) logits, in job order. A model's logits depend
-        only on its job and the recipe: rerunning a call gives identical numbers on CPU, and
-        batching it with other jobs changes them only by float rounding (about 1e-6: the
-        matrix library may block a batched product differently).
+        only on its job and the recipe: rerunning a call gives identical numbers on CPU. With
+        one torch thread (every pipeline job but the extractors) they are also bit-identical
+        whatever other jobs share the call; with more threads the matrix library splits
+        batched products differently and batching changes the logits by float rounding,
+        which 30 epochs amplify to about 0.02-0.07.
     """
     if cfg.arch not in ARCHS:
         raise InputError(f"config key 'counterfactual.arch': unknown architecture {cfg.arch!r}; known: {ARCHS}")
-    if not jobs:
-        return np.zeros((0, len(eval_images), n_classes), np.float32)
     images = torch.as_tensor(np.asarray(train_images))
     labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
     evals = torch.as_tensor(np.asarray(eval_images))
-    if images.dtype != torch.uint8 or images.dim() != 4:
-        raise InputError(f"training images must be uint8 (N, H, W, C), got {images.dtype} {tuple(images.shape)}")
+    check_inputs(images, labels, evals, n_classes)
+    for job in jobs:
+        check_job(job, len(labels), n_classes)
+    if not jobs or not len(evals):
+        return np.zeros((len(jobs), len(evals), n_classes), np.float32)
     if cfg.arch == "mlp":
         return _train_mlp(images, labels, list(jobs), cfg, evals, n_classes, device)
     return _train_networks(images, labels, list(jobs), cfg, evals, n_classes, device)
+
+
+def check_inputs(images: torch.Tensor, labels: torch.Tensor, evals: torch.Tensor, n_classes: int) -> None:
+    """uint8 (N, H, W, C) training images, N labels in [0, n_classes), eval images of the same (H, W, C)."""
+    if images.dtype != torch.uint8 or images.dim() != 4:
+        raise InputError(f"training images must be uint8 (N, H, W, C), got {images.dtype} {tuple(images.shape)}")
+    if evals.dtype != torch.uint8 or tuple(evals.shape[1:]) != tuple(images.shape[1:]):
+        raise InputError(f"evaluation images must be uint8 (n, {', '.join(map(str, images.shape[1:]))}) like the "
+                         f"training images, got {evals.dtype} {tuple(evals.shape)}")
+    if labels.shape != (len(images),):
+        raise InputError(f"training labels: expected shape ({len(images)},), got {tuple(labels.shape)}")
+    if len(labels) and not (0 <= int(labels.min()) and int(labels.max()) < n_classes):
+        raise InputError(f"training labels must lie in [0, {n_classes}), got [{int(labels.min())}, {int(labels.max())}]")
 
 
 def image_vectors(images: torch.Tensor) -> torch.Tensor:

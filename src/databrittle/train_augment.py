@@ -1,9 +1,12 @@
 """Training-time batches for the CIFAR-sized counterfactual networks, made on the device.
 
-Paper A.2 (as its released FFCV code implements it): random horizontal flip, random
-translation by up to 2 pixels (zero padding, then a crop back to size) and cutout of an
-8x8 square filled with the dataset mean colour, then per-channel normalisation; no
-test-time augmentation. Here all of it runs on a uint8 (N, H, W, C) tensor kept on the
+The recipe of the paper's released FFCV-based code (paper A.2 does not spell it out):
+random horizontal flip, random translation by up to 2 pixels (FFCV ``RandomTranslate``:
+the image is placed at a random offset in a frame padded by 2 pixels of the mean colour,
+then cropped back) and a cutout square filled with the mean colour placed entirely inside
+the image (FFCV ``Cutout``: top-left corner uniform in [0, size - side]), then per-channel
+normalisation; no test-time augmentation. The cutout side is 8 pixels, as issue 3 reads
+the released code (FFCV's own CIFAR-10 example uses 4); it is the ``cutout`` argument. Here all of it runs on a uint8 (N, H, W, C) tensor kept on the
 training device (the decoded beton), batched over the whole batch with one generator per
 model, so no loader is built per model and a batch depends only on the generator's state.
 """
@@ -37,9 +40,9 @@ def augment(images: torch.Tensor, generator: torch.Generator, fill: torch.Tensor
     Args:
         images: uint8 (B, H, W, C) on the device.
         generator: the model's augmentation generator (on the same device).
-        fill: uint8 (C,) cutout colour (the dataset mean).
-        translate: largest shift in pixels (paper A.2: 2); 0 disables.
-        cutout: side of the cut-out square (paper A.2: 8); 0 disables.
+        fill: uint8 (C,) colour of the translation frame and the cutout (the dataset mean).
+        translate: largest shift in pixels (2); 0 disables.
+        cutout: side of the cut-out square (8); 0 disables.
     """
     n, h, w, _ = images.shape
     device = images.device
@@ -48,18 +51,18 @@ def augment(images: torch.Tensor, generator: torch.Generator, fill: torch.Tensor
     rows = torch.arange(h, device=device)
     cols = torch.arange(w, device=device)
     if translate:
-        padded = torch.nn.functional.pad(out, (0, 0, translate, translate, translate, translate))
+        padded = fill.to(out.dtype).expand(n, h + 2 * translate, w + 2 * translate, -1).clone()
+        padded[:, translate:translate + h, translate:translate + w] = out
         dy = torch.randint(0, 2 * translate + 1, (n,), generator=generator, device=device)
         dx = torch.randint(0, 2 * translate + 1, (n,), generator=generator, device=device)
         row_index = (dy[:, None] + rows)[:, :, None].expand(n, h, w)
         col_index = (dx[:, None] + cols)[:, None, :].expand(n, h, w)
         out = padded[torch.arange(n, device=device)[:, None, None], row_index, col_index]
     if cutout:
-        cy = torch.randint(0, h, (n,), generator=generator, device=device)
-        cx = torch.randint(0, w, (n,), generator=generator, device=device)
-        half = cutout // 2
-        inside_rows = (rows[None] >= (cy[:, None] - half)) & (rows[None] < (cy[:, None] - half + cutout))
-        inside_cols = (cols[None] >= (cx[:, None] - half)) & (cols[None] < (cx[:, None] - half + cutout))
+        top = torch.randint(0, h - cutout + 1, (n,), generator=generator, device=device)
+        left = torch.randint(0, w - cutout + 1, (n,), generator=generator, device=device)
+        inside_rows = (rows[None] >= top[:, None]) & (rows[None] < top[:, None] + cutout)
+        inside_cols = (cols[None] >= left[:, None]) & (cols[None] < left[:, None] + cutout)
         square = inside_rows[:, :, None] & inside_cols[:, None, :]
         out = torch.where(square[..., None], fill.to(out.dtype), out)
     return out

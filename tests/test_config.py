@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from databrittle.config import load_config, parse_method, validate_config
+from databrittle.config import load_config, validate_config
+from databrittle.methods import parse_method
 from databrittle.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +30,7 @@ def test_default_and_test_configs_are_valid():
         (lambda c: c["lds"].update(alpha=1.5), "config key 'lds.alpha': value 1.5 is invalid: must be < 1"),
         (lambda c: c.update(device="gpu"), "config key 'device': value 'gpu' is invalid"),
         (lambda c: c["ssl"].pop("epochs"), "config key 'ssl.epochs': required key is missing"),
-        (lambda c: c.update(methods=["esvm-dino"]), "config key 'methods.0'"),
+        (lambda c: c.update(methods=["esvm-dino"]), "config key 'methods': method 'esvm-dino': not in the registry"),
         (lambda c: c["counterfactual"].update(epochs="ten"), "config key 'counterfactual.epochs': value 'ten'"),
         (lambda c: c["bisection"].update(k=16.0), "config key 'bisection.k': value 16.0 is invalid: must be of type integer"),
         (lambda c: c["data"].update(test_fraction=0.999), "config key 'data.test_fraction': value 0.999 is invalid"),
@@ -60,5 +61,8 @@ def test_parse_method():
     spec = parse_method("esvm-moco")
     assert (spec.similarity, spec.extractor, spec.pool) == ("esvm", "moco", "same_class")
     assert parse_method("random").extractor is None
-    with pytest.raises(InputError, match="method 'cos-moco'"):
-        parse_method("cos-moco")
+    spec = parse_method("cosine-supervised-allclass")
+    assert (spec.similarity, spec.extractor, spec.pool) == ("cosine", "supervised", "all_classes")
+    for bad in ("cos-moco", "esvm-moco-sameclass", "esvm", "random-moco"):
+        with pytest.raises(InputError, match=f"method '{bad}': not in the registry"):
+            parse_method(bad)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from databrittle.config import parse_method
+from databrittle.methods import parse_method
 from databrittle.errors import InputError
 from databrittle.rank import check_features, esvm_similarity, lds_score_vectors, rank_targets
 
@@ -45,10 +45,11 @@ def test_esvm_decision_values_match_sklearn(rng):
 
     negatives = rng.normal(size=(30, 4))
     target = rng.normal(size=4) + 2
-    values = esvm_similarity(target, negatives, negatives, C=0.1)
     svm = LinearSVC(C=0.1, class_weight="balanced", dual=False, tol=1e-6).fit(
         np.vstack([target, negatives]), np.r_[1, np.zeros(30)])
-    np.testing.assert_allclose(values, svm.decision_function(negatives), rtol=1e-6)
+    for solver in ("newton", "sklearn"):
+        values = esvm_similarity(target[None], negatives, negatives, C=0.1, solver=solver)[0]
+        np.testing.assert_allclose(values, svm.decision_function(negatives), rtol=1e-5, atol=1e-7)
 
 
 def test_k_larger_than_pool_and_bad_features_are_errors(rng):
@@ -71,3 +72,14 @@ def test_lds_score_vectors_sign_rank_and_sparsity():
     expected = np.zeros(10, np.float32)
     expected[[0, 7, 4]] = [1.0, -0.9, -0.8]
     np.testing.assert_allclose(tau[0], expected)
+
+
+def test_cosine_equals_brute_force(rng):
+    features = rng.normal(size=(40, 6))
+    labels = np.zeros(40, dtype=int)
+    target = rng.normal(size=(1, 6))
+    result = rank_targets(parse_method("cosine-moco"), features, labels, target, np.array([0]), np.array([0]), 40,
+                          0.1, 0)
+    brute = [features[i] @ target[0] / np.linalg.norm(features[i]) / np.linalg.norm(target[0]) for i in range(40)]
+    assert result.indices[0].tolist() == np.argsort(brute)[::-1].tolist()
+    np.testing.assert_allclose(result.scores[0], np.sort(brute)[::-1], rtol=1e-6)

@@ -9,7 +9,6 @@ keys at every level. :func:`validate_config` turns the first violation into a on
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -83,9 +82,16 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def _check_consistency(config: dict[str, Any]) -> None:
     """Cross-key checks the schema cannot express (data-independent)."""
+    from databrittle.methods import parse_method
+
     methods = config["methods"]
     if len(set(methods)) != len(methods):
         raise InputError("config key 'methods': a method is listed twice")
+    for method in methods:
+        try:
+            parse_method(method)
+        except InputError as error:
+            raise InputError(f"config key 'methods': {error}") from None
     recipe = config["counterfactual"]
     if not recipe["lr_peak_epoch"] < recipe["epochs"]:
         raise InputError(f"config key 'counterfactual.lr_peak_epoch': {recipe['lr_peak_epoch']} must be below "
@@ -106,31 +112,3 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise InputError(f"{path}: a config must be a mapping of keys")
     return validate_config(config)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A ranking method: feature extractor x similarity x candidate pool (DESIGN.md 1).
-
-    ``random`` has no extractor; its candidates are the same-class pool too.
-    """
-
-    name: str
-    similarity: str
-    extractor: str | None
-    pool: str = "same_class"
-
-
-def parse_method(name: str) -> MethodSpec:
-    """``"esvm-moco"`` -> MethodSpec(similarity="esvm", extractor="moco")."""
-    if name == "random":
-        return MethodSpec(name=name, similarity="random", extractor=None)
-    similarity, _, extractor = name.partition("-")
-    if similarity not in ("esvm", "l2") or extractor not in ("moco", "supervised"):
-        raise InputError(f"method '{name}': unknown method (expected random or {{esvm,l2}}-{{moco,supervised}})")
-    return MethodSpec(name=name, similarity=similarity, extractor=extractor)
-
-
-def extractors_used(methods: list[str]) -> list[str]:
-    """Feature extractors the listed methods need, in a stable order."""
-    return sorted({spec.extractor for spec in map(parse_method, methods) if spec.extractor})

@@ -3,14 +3,16 @@
 Similarities (higher = more similar = more positive influence):
 - ``esvm``: Exemplar SVM (Malisiewicz et al. 2011): a linear SVM with the target as the only
   positive and the candidate pool as negatives; squared hinge, ``C`` (0.1), balanced class
-  weights, penalised intercept (scikit-learn ``LinearSVC``), as the paper's released code.
-  Candidates are ranked by decision value, highest first. (The paper's text says "inverse of
-  the distance to the decision boundary"; its released code ranks by decision value; we
-  follow the code.)
-- ``l2``: negative Euclidean distance.
+  weights, penalised intercept (scikit-learn ``LinearSVC``), as the paper's released code,
+  solved for all targets of a pool at once by :mod:`databrittle.esvm` (``solver: newton``)
+  or by scikit-learn (``solver: sklearn``, the reference). Candidates are ranked by
+  decision value, highest first. (The paper's text says "inverse of the distance to the
+  decision boundary"; its released code ranks by decision value; we follow the code.)
+- ``l2``: negative Euclidean distance; ``cosine``: cosine similarity.
 - ``random``: a random order (the control), drawn from a seed keyed by the target.
 
-Candidate pool: the training images of the target's class (paper A.4).
+Candidate pool (:mod:`databrittle.methods`): the training images of the target's class
+(paper A.4's default) or every training image (``-allclass``).
 
 Outputs (DESIGN.md section 3): rankings int64 (n_targets, k), their scores float32
 (n_targets, k), and full LDS score vectors float32 (n_targets, n_train) built with
@@ -23,8 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from databrittle.config import MethodSpec
+from databrittle import esvm
 from databrittle.errors import InputError
+from databrittle.methods import MethodSpec
 from databrittle.seeds import rng
 
 
@@ -47,34 +50,45 @@ def check_features(features: np.ndarray, rows: int, source: str) -> None:
         raise InputError(f"{source}: features contain NaN or inf")
 
 
-def esvm_similarity(target: np.ndarray, negatives: np.ndarray, evaluate: np.ndarray, C: float) -> np.ndarray:
-    """Decision values of an Exemplar SVM (target positive, ``negatives`` negative).
-
-    Args:
-        target: (d,) target feature.
-        negatives: (c, d) candidate features.
-        evaluate: (n, d) features to score.
-    Returns:
-        float64 (n,) decision values, higher = more similar.
-    """
-    from sklearn.svm import LinearSVC
-
-    x = np.vstack([target[None, :], negatives])
-    y = np.r_[1, np.zeros(len(negatives), dtype=int)]
-    svm = LinearSVC(C=C, loss="squared_hinge", class_weight="balanced", dual=False, tol=1e-6, max_iter=10000)
-    svm.fit(x, y)
-    return svm.decision_function(evaluate).astype(np.float64)
+def l2_similarity(targets: np.ndarray, evaluate: np.ndarray) -> np.ndarray:
+    """Negative Euclidean distances float64 (T, n) of ``evaluate`` (n, d) to ``targets`` (T, d)."""
+    t, e = targets.astype(np.float64), evaluate.astype(np.float64)
+    squared = (t**2).sum(1)[:, None] - 2 * t @ e.T + (e**2).sum(1)[None, :]
+    return -np.sqrt(np.maximum(squared, 0.0))
 
 
-def l2_similarity(target: np.ndarray, evaluate: np.ndarray) -> np.ndarray:
-    """Negative Euclidean distance (n,) of ``evaluate`` (n, d) to ``target`` (d,)."""
-    return -np.linalg.norm(evaluate.astype(np.float64) - target.astype(np.float64), axis=1)
+def cosine_similarity(targets: np.ndarray, evaluate: np.ndarray) -> np.ndarray:
+    """Cosine similarities float64 (T, n) of ``evaluate`` (n, d) to ``targets`` (T, d)."""
+    t, e = targets.astype(np.float64), evaluate.astype(np.float64)
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    return t @ e.T
+
+
+def candidate_pool(spec: MethodSpec, train_labels: np.ndarray, label: int) -> np.ndarray:
+    """Training indices (ascending) a target of class ``label`` ranks: its class, or all."""
+    if spec.pool == "all_classes":
+        return np.arange(len(train_labels))
+    return np.flatnonzero(train_labels == label)
+
+
+def esvm_similarity(targets: np.ndarray, negatives: np.ndarray, evaluate: np.ndarray, C: float,
+                    solver: str = "newton") -> np.ndarray:
+    """Decision values float64 (T, n) on ``evaluate`` (n, d) of one ESVM per target (T, d),
+    each with the shared ``negatives`` (c, d) as its negatives."""
+    if solver == "newton":
+        weights = esvm.fit(targets, negatives, C)
+    elif solver == "sklearn":
+        weights = np.stack([esvm.fit_reference(t, negatives, C) for t in targets])
+    else:
+        raise InputError(f"config key 'esvm.solver': unknown solver {solver!r} (expected one of {esvm.SOLVERS})")
+    return esvm.decision_values(weights, evaluate)
 
 
 def rank_targets(spec: MethodSpec, train_features: np.ndarray | None, train_labels: np.ndarray,
                  target_features: np.ndarray | None, target_labels: np.ndarray, target_ids: np.ndarray,
-                 k: int, C: float, seed: int) -> Rankings:
-    """Rank the same-class candidates of every target.
+                 k: int, C: float, seed: int, solver: str = "newton") -> Rankings:
+    """Rank the candidates of every target.
 
     Args:
         train_features: (n_train, d) or None for ``random``.
@@ -82,31 +96,44 @@ def rank_targets(spec: MethodSpec, train_features: np.ndarray | None, train_labe
         target_labels: int (T,); target_ids: int (T,) test indices (key the random control).
         k: ranking length; must not exceed any target's pool.
     """
-    n_train = len(train_labels)
-    indices = np.empty((len(target_labels), k), np.int64)
-    scores = np.empty((len(target_labels), k), np.float32)
-    similarity = np.empty((len(target_labels), n_train), np.float64)
-    for row, label in enumerate(target_labels):
-        pool = np.flatnonzero(train_labels == label)
+    target_labels = np.asarray(target_labels)
+    pools = [candidate_pool(spec, train_labels, int(label)) for label in target_labels]
+    for label, pool in zip(target_labels, pools):
         if k > len(pool):
             raise InputError(f"config key 'bisection.k': {k} is larger than the {len(pool)} candidates of class {label}")
-        similarity[row] = _similarity(spec, row, pool, train_features, target_features, int(target_ids[row]), n_train, C,
-                                      seed)
+    similarity = similarity_matrix(spec, train_features, train_labels, target_features, target_labels, target_ids,
+                                   C, seed, solver)
+    indices = np.empty((len(target_labels), k), np.int64)
+    scores = np.empty((len(target_labels), k), np.float32)
+    for row, pool in enumerate(pools):
         order = pool[np.argsort(-similarity[row, pool], kind="stable")][:k]
         indices[row], scores[row] = order, similarity[row, order]
     return Rankings(indices, scores, similarity)
 
 
-def _similarity(spec: MethodSpec, row: int, pool: np.ndarray, train_features: np.ndarray | None,
-                target_features: np.ndarray | None, target_id: int, n_train: int, C: float, seed: int) -> np.ndarray:
-    """Similarity of every training sample (n_train,) to target ``row``."""
+def similarity_matrix(spec: MethodSpec, train_features: np.ndarray | None, train_labels: np.ndarray,
+                      target_features: np.ndarray | None, target_labels: np.ndarray, target_ids: np.ndarray,
+                      C: float, seed: int, solver: str = "newton") -> np.ndarray:
+    """Similarity float64 (T, n_train) of every training sample to every target.
+
+    For ESVM the SVMs of all targets sharing a pool are fit together; every training
+    sample is then scored by its target's SVM (the LDS score vectors use all of them).
+    """
+    n_train = len(train_labels)
     if spec.similarity == "random":
-        return rng(seed, "random-ranking", target_id).random(n_train)
-    target = target_features[row]
+        return np.stack([rng(seed, "random-ranking", int(t)).random(n_train) for t in target_ids])
     if spec.similarity == "l2":
-        return l2_similarity(target, train_features)
+        return l2_similarity(target_features, train_features)
+    if spec.similarity == "cosine":
+        return cosine_similarity(target_features, train_features)
     if spec.similarity == "esvm":
-        return esvm_similarity(target, train_features[pool], train_features, C)
+        similarity = np.empty((len(target_labels), n_train))
+        groups = {"all": np.arange(len(target_labels))} if spec.pool == "all_classes" else \
+            {label: np.flatnonzero(target_labels == label) for label in np.unique(target_labels)}
+        for key, rows in groups.items():
+            pool = candidate_pool(spec, train_labels, int(target_labels[rows[0]]))
+            similarity[rows] = esvm_similarity(target_features[rows], train_features[pool], train_features, C, solver)
+        return similarity
     raise InputError(f"method '{spec.name}': unknown similarity {spec.similarity!r}")
 
 

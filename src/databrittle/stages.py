@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from databrittle import io
-from databrittle.config import parse_method
+from databrittle.methods import parse_method
 from databrittle.provenance import measured, write_sidecar
 
 Path = str | os.PathLike
@@ -211,7 +211,7 @@ def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Pat
             check_features(test_f, len(test_labels), str(test_features))
             target_f = test_f[targets["target"].to_numpy()]
         result = rank_targets(spec, train_f, train_labels, target_f, targets["label"].to_numpy(),
-                              targets["target"].to_numpy(), k, esvm.get("C", 0.0), seed)
+                              targets["target"].to_numpy(), k, esvm.get("C", 0.0), seed, esvm.get("solver", "newton"))
         io.save_npy(ranking, result.indices)
         io.save_npy(ranking_scores, result.scores)
         io.save_npy(similarity, result.similarity.astype(np.float32))

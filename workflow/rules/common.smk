@@ -2,7 +2,8 @@
 import sys
 from functools import partial
 
-from databrittle.config import extractors_used, parse_method, validate_config
+from databrittle.config import validate_config
+from databrittle.methods import extractors_used, parse_method
 from databrittle.errors import InputError
 from databrittle.provenance import code_hash
 

@@ -15,7 +15,7 @@ rule rankings:
         k=config["bisection"]["k"],
         esvm=esvm_params,
         seed=config["seed"],
-        code=code("rank", "datasets", "reference", "seeds"),
+        code=code("rank", "esvm", "methods", "datasets", "reference", "seeds"),
     log:
         f"{LOGS}/rankings/{{method}}.log",
     benchmark:

@@ -1,0 +1,63 @@
+"""The registry of ranking methods (DESIGN.md section 1, paper sections 3, A.3-A.5).
+
+A method name is one of
+
+- ``random``: a seeded random order of the target's same-class candidates (the control);
+- ``{similarity}-{extractor}`` or ``{similarity}-{extractor}-allclass``: a similarity
+  (``esvm``, ``l2``, ``cosine``) on the features of an extractor (``moco``, ``supervised``)
+  over the target's same-class candidates (paper A.4's default) or over every training
+  image (``-allclass``, paper A.4 / Fig. 11).
+
+``esvm-moco`` is the paper's method. Every method produces the same outputs (DESIGN.md
+section 3), so bisection, CDF/AUC, LDS and figures work for any of them unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from databrittle.errors import InputError
+
+SIMILARITIES = ("esvm", "l2", "cosine")
+EXTRACTORS = ("moco", "supervised")
+POOLS = {"": "same_class", "allclass": "all_classes"}
+BASELINES = ("random",)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A ranking method: feature extractor x similarity x candidate pool, or a baseline.
+
+    ``random`` has no extractor; its candidates are the same-class pool.
+    """
+
+    name: str
+    similarity: str
+    extractor: str | None
+    pool: str = "same_class"
+
+
+def known_methods() -> str:
+    """A one-line description of the method grammar, for error messages."""
+    return (f"random, or {{{','.join(SIMILARITIES)}}}-{{{','.join(EXTRACTORS)}}}[-allclass]")
+
+
+def parse_method(name: str) -> MethodSpec:
+    """``"esvm-moco"`` -> MethodSpec(similarity="esvm", extractor="moco", pool="same_class").
+
+    Raises:
+        InputError naming the method when it is not in the registry.
+    """
+    if name in BASELINES:
+        return MethodSpec(name=name, similarity=name, extractor=None)
+    parts = name.split("-")
+    if len(parts) in (2, 3):
+        similarity, extractor, pool = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+        if similarity in SIMILARITIES and extractor in EXTRACTORS and pool in POOLS:
+            return MethodSpec(name=name, similarity=similarity, extractor=extractor, pool=POOLS[pool])
+    raise InputError(f"method '{name}': not in the registry (expected {known_methods()})")
+
+
+def extractors_used(methods: list[str]) -> list[str]:
+    """Feature extractors the listed methods need, in a stable order."""
+    return sorted({spec.extractor for spec in map(parse_method, methods) if spec.extractor})

@@ -175,3 +175,16 @@ def test_bad_inputs_are_clear_errors(digits):
         short(5, lr_peak_epoch=0)
     empty = train_models(train_images, train_labels, [ModelJob(seed=0)], CFG, test_images[:0], 10, CPU)
     assert empty.shape == (1, 0, 10)
+
+
+def test_trained_modules_give_the_trainers_logits(digits):
+    from databrittle.train import module_inputs, trained_modules
+
+    train_images, train_labels, test_images, _ = digits
+    jobs = [ModelJob(seed=3), ModelJob(seed=4, removed=np.arange(100))]
+    logits = train_models(train_images, train_labels, jobs, short(2), test_images, 10, CPU)
+    modules = trained_modules(train_images, train_labels, jobs, short(2), 10, CPU)
+    with torch.no_grad():
+        for module, expected in zip(modules, logits):
+            out = module(module_inputs(short(2), train_images, test_images)).numpy()
+            np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4)

@@ -126,3 +126,23 @@ def train(weights: list[torch.Tensor], x1: torch.Tensor, labels: torch.Tensor, p
         for weight, buffer in zip(weights, buffers):
             buffer.add_(weight, alpha=weight_decay)
             weight.addcmul_(lr, buffer, value=-1.0)
+
+
+def to_modules(weights: list[torch.Tensor]) -> list[torch.nn.Module]:
+    """The stacked models as ``nn.Sequential(Linear(d, H), ReLU, Linear(H, C))`` on the CPU.
+
+    A module takes float32 (N, d) inputs in [0, 1] (no bias column) and returns the same
+    logits as :func:`logits`.
+    """
+    w1, w2, b2 = (w.detach().cpu() for w in weights)
+    d, hidden, classes = w1.shape[1] - 1, w1.shape[2], w2.shape[1]
+    modules = []
+    for i in range(len(w1)):
+        module = torch.nn.Sequential(torch.nn.Linear(d, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
+        with torch.no_grad():
+            module[0].weight.copy_(w1[i, :d].T)
+            module[0].bias.copy_(w1[i, d])
+            module[2].weight.copy_(w2[i])
+            module[2].bias.copy_(b2[i, :, 0])
+        modules.append(module)
+    return modules

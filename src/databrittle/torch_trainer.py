@@ -26,6 +26,8 @@ from databrittle.schedule import ModelJob
 from databrittle.seeds import derive_seed
 from databrittle.train_augment import augment, channel_stats, to_network_input
 
+__all__ = ["autocast", "init_model", "train_one", "evaluate", "channel_stats", "to_network_input"]
+
 EVAL_BATCH = 1024
 
 

@@ -31,7 +31,7 @@ from databrittle.architectures import ARCHITECTURES
 from databrittle.errors import InputError
 from databrittle.schedule import ModelJob, check_job, label_table, lr_table, model_plan, stacked_plans
 
-__all__ = ["ModelJob", "TrainConfig", "train_models", "margins_and_correct"]
+__all__ = ["ModelJob", "TrainConfig", "train_models", "trained_modules", "module_inputs", "margins_and_correct"]
 
 ARCHS = ("mlp", *ARCHITECTURES)
 
@@ -135,11 +135,10 @@ def image_vectors(images: torch.Tensor) -> torch.Tensor:
     return mlp_trainer.with_bias_column(images.reshape(len(images), -1).float() / 255.0)
 
 
-def _train_mlp(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig,
-               evals: torch.Tensor, n_classes: int, device: torch.device) -> np.ndarray:
+def _fit_mlp(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig, n_classes: int,
+             device: torch.device):
+    """Train the jobs in passes of ``models_per_pass``; yield each pass's stacked weights."""
     x1 = image_vectors(images).to(device)
-    eval_x1 = image_vectors(evals).to(device)
-    out = []
     for start in range(0, len(jobs), cfg.models_per_pass):
         group = jobs[start:start + cfg.models_per_pass]
         plan, totals = stacked_plans(group, len(labels), cfg.batch_size, cfg.epochs)
@@ -147,25 +146,67 @@ def _train_mlp(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob],
                                                                   cfg.hidden, n_classes)]
         mlp_trainer.train(weights, x1, label_table(group, labels), plan, lr_table(totals, cfg.lr, cfg.peak_fraction),
                           cfg.momentum, cfg.weight_decay, cfg.label_smoothing)
-        out.append(mlp_trainer.logits(weights, eval_x1).cpu())
+        yield weights
+
+
+def _fit_networks(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig, n_classes: int,
+                  device: torch.device):
+    """Train the jobs one after another on the device; yield each trained network."""
+    tables = label_table(jobs, labels).to(device)
+    for job, job_labels in zip(jobs, tables):
+        plan = model_plan(job, len(labels), cfg.batch_size, cfg.epochs)
+        lrs = lr_table(torch.tensor([len(plan)]), cfg.lr, cfg.peak_fraction)[:, 0]
+        model = torch_trainer.init_model(cfg.arch, job, n_classes, images.shape[-1], cfg.arch_options, device)
+        torch_trainer.train_one(model, images, job_labels, plan, lrs, job, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+                                augment_batches=cfg.augment)
+        yield model
+
+
+def _train_mlp(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig,
+               evals: torch.Tensor, n_classes: int, device: torch.device) -> np.ndarray:
+    eval_x1 = image_vectors(evals).to(device)
+    out = [mlp_trainer.logits(weights, eval_x1).cpu() for weights in _fit_mlp(images, labels, jobs, cfg, n_classes,
+                                                                                 device)]
     return torch.cat(out).numpy().astype(np.float32)
 
 
 def _train_networks(images: torch.Tensor, labels: torch.Tensor, jobs: list[ModelJob], cfg: TrainConfig,
                     evals: torch.Tensor, n_classes: int, device: torch.device) -> np.ndarray:
     images, evals = images.to(device), evals.to(device)
-    tables = label_table(jobs, labels).to(device)
-    out = []
-    for job, job_labels in zip(jobs, tables):
-        plan = model_plan(job, len(labels), cfg.batch_size, cfg.epochs)
-        lrs = lr_table(torch.tensor([len(plan)]), cfg.lr, cfg.peak_fraction)[:, 0]
-        model = torch_trainer.init_model(cfg.arch, job, n_classes, images.shape[-1], cfg.arch_options,
-                                             device)
-        torch_trainer.train_one(model, images, job_labels, plan, lrs, job, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
-                                augment_batches=cfg.augment)
-        out.append(torch_trainer.evaluate(model, images, evals).cpu())
+    out = [torch_trainer.evaluate(model, images, evals).cpu()
+           for model in _fit_networks(images, labels, jobs, cfg, n_classes, device)]
     return torch.stack(out).numpy().astype(np.float32)
+
+
+def trained_modules(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+                    jobs: Sequence[ModelJob], cfg: TrainConfig, n_classes: int,
+                    device: torch.device) -> list[torch.nn.Module]:
+    """Train one model per job (as :func:`train_models`) and return them as ``nn.Module``s in
+    eval mode, for the attribution baselines that need the models themselves (TRAK's
+    checkpoints, Grad-Cos's gradients). A module takes :func:`module_inputs`."""
+    images = torch.as_tensor(np.asarray(train_images))
+    labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
+    check_inputs(images, labels, images[:0], n_classes)
+    for job in jobs:
+        check_job(job, len(labels), n_classes)
+    if cfg.arch == "mlp":
+        modules = [m for weights in _fit_mlp(images, labels, list(jobs), cfg, n_classes, device)
+                   for m in mlp_trainer.to_modules(weights)]
+    else:
+        modules = list(_fit_networks(images.to(device), labels, list(jobs), cfg, n_classes, device))
+    return [m.eval() for m in modules]
+
+
+def module_inputs(cfg: TrainConfig, train_images: np.ndarray | torch.Tensor,
+                  images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """What a module of :func:`trained_modules` takes: float32 (n, d) vectors in [0, 1] for
+    the ``mlp``, normalised (n, C, H, W) images (training-split statistics) otherwise."""
+    images = torch.as_tensor(np.asarray(images))
+    if cfg.arch == "mlp":
+        return images.reshape(len(images), -1).float() / 255.0
+    mean, std = torch_trainer.channel_stats(torch.as_tensor(np.asarray(train_images)))
+    return torch_trainer.to_network_input(images, mean, std, channels_last=False)
 
 
 def margins_and_correct(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -112,7 +112,7 @@ def test_outputs_hold_real_numbers(finished_run):
             assert (figures / f"{name}.{ext}").stat().st_size > 1000
     auc = pd.read_csv(figures / "table_auc.csv")
     assert set(auc["metric"]) == {"removal", "mislabel"}
-    assert set(auc["method"]) == {"esvm-moco", "l2-supervised", "random"}
+    assert set(auc["method"]) == {"esvm-moco", "cosine-supervised-allclass", "random"}
     assert auc["auc"].between(0, 1).all()
     lds = pd.read_csv(figures / "table_lds.csv")
     assert len(lds) == 3 and (lds["targets"] == 4).all()

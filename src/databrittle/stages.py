@@ -346,13 +346,15 @@ def support_figure(support_files: Sequence[Path], figure_files: Sequence[Path], 
 
 
 def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """One colour per similarity, solid for SSL features, dashed for supervised, grey random."""
-    colours = {"esvm": "tab:blue", "l2": "tab:orange", "random": "tab:gray"}
+    """One colour per similarity, solid for SSL features, dashed for supervised, dotted for
+    all-class pools, grey random."""
+    colours = {"esvm": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", "random": "tab:gray"}
     styles = {}
     for method in methods:
         spec = parse_method(method)
+        dashed = "--" if spec.extractor == "supervised" else "-"
         styles[method] = {"color": colours.get(spec.similarity),
-                          "linestyle": "--" if spec.extractor == "supervised" else "-"}
+                          "linestyle": ":" if spec.pool == "all_classes" else dashed}
     return styles
 
 

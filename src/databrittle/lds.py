@@ -16,9 +16,13 @@ from databrittle.seeds import derive_seed, rng
 from databrittle.train import ModelJob, TrainConfig, margins_and_correct, train_models
 
 
-def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int) -> np.ndarray:
-    """bool (n_subsets, n_train): each row keeps exactly round(alpha * n_train) samples."""
-    generator = rng(seed, "lds-masks")
+def subset_masks(n_train: int, n_subsets: int, alpha: float, seed: int, purpose: str = "lds-masks") -> np.ndarray:
+    """bool (n_subsets, n_train): each row keeps exactly round(alpha * n_train) samples.
+
+    Drawn from ``rng(seed, purpose)``: "lds-masks" for the LDS ground truth, another key
+    (e.g. "datamodels-masks") for subsets that must be independent of it.
+    """
+    generator = rng(seed, purpose)
     size = int(round(alpha * n_train))
     masks = np.zeros((n_subsets, n_train), dtype=bool)
     for row in range(n_subsets):

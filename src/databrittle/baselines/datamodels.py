@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.linear_model import lasso_path
 
 from databrittle.errors import InputError
-from databrittle.seeds import rng
+from databrittle.lds import subset_masks
 
 DEFAULT_N_LAMBDAS = 20
 DEFAULT_LAMBDA_RATIO = 1e-3  # smallest grid value / lambda_max
@@ -61,12 +61,7 @@ def subset_masks_for_datamodels(n_train: int, n_models: int, alpha: float, seed:
         raise InputError(f"subset_masks_for_datamodels: n_train={n_train} and n_models={n_models} must be >= 1")
     if not 0.0 < alpha < 1.0:
         raise InputError(f"subset_masks_for_datamodels: alpha={alpha} must lie in (0, 1)")
-    generator = rng(seed, "datamodels-masks")
-    size = int(round(alpha * n_train))
-    masks = np.zeros((n_models, n_train), dtype=bool)
-    for row in range(n_models):
-        masks[row, generator.choice(n_train, size, replace=False)] = True
-    return masks
+    return subset_masks(n_train, n_models, alpha, seed, purpose="datamodels-masks")
 
 
 def check_no_overlap(fit_masks: np.ndarray, lds_masks: np.ndarray, source: str) -> None:

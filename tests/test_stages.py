@@ -40,3 +40,48 @@ def test_step_file_without_state_is_named(tmp_path):
     path.write_text(json.dumps({"step": 0}))
     with pytest.raises(InputError, match="step0.json: not a bisection step file"):
         read_state(path)
+
+
+@pytest.fixture(scope="module")
+def stage_files(tmp_path_factory, digits_splits):
+    from databrittle.io import save_npz
+
+    root = tmp_path_factory.mktemp("stage")
+    for split in ("train", "test"):
+        save_npz(root / f"{split}.npz", images=digits_splits[split].images, labels=digits_splits[split].labels)
+    test_labels = digits_splits["test"].labels
+    targets = [int(np.flatnonzero(test_labels == c)[0]) for c in (0, 3, 7)]
+    (root / "targets.csv").write_text("slot,target,label,flip_class\n" + "".join(
+        f"{slot},{t},{test_labels[t]},{(test_labels[t] + 1) % 10}\n" for slot, t in enumerate(targets)))
+    return root
+
+
+RECIPE = {"arch": "mlp", "epochs": 3, "batch_size": 64, "lr": 0.1, "lr_peak_epoch": 1, "momentum": 0.9,
+          "weight_decay": 5e-4, "label_smoothing": 0.1, "hidden": 32}
+
+
+@pytest.mark.parametrize("method, options", [
+    ("trak", {"n_models": 2, "proj_dim": 64}),
+    ("datamodels", {"n_models": 20, "n_validation": 6, "alpha": 0.5}),
+    ("gradcos", {}),
+])
+def test_baseline_methods_write_the_ranking_contract(stage_files, method, options):
+    """Each attribution baseline writes top-k indices over all classes, their scores, the
+    full score matrix, and raw scores as its LDS vectors (DESIGN.md section 3)."""
+    from databrittle.stages import lds_scores, rank_method
+
+    out = stage_files / method
+    baseline = {"options": options, "counterfactual": RECIPE, "lds": {"n_subsets": 5, "alpha": 0.5},
+                "device": "cpu"}
+    rank_method(method, stage_files / "train.npz", stage_files / "test.npz", stage_files / "targets.csv",
+                out / "ranking.npy", out / "ranking.scores.npy", out / "similarity.npy", out / "ranking.json",
+                k=40, esvm={}, seed=0, baseline=baseline)
+    indices, scores = np.load(out / "ranking.npy"), np.load(out / "ranking.scores.npy")
+    similarity = np.load(out / "similarity.npy")
+    n_train = 1437
+    assert indices.shape == (3, 40) and scores.shape == (3, 40) and similarity.shape == (3, n_train)
+    assert np.isfinite(similarity).all() and (np.diff(scores, axis=1) <= 0).all()
+    np.testing.assert_array_equal(scores, np.take_along_axis(similarity, indices, 1))
+    lds_scores(out / "similarity.npy", stage_files / "train.npz", stage_files / "targets.csv", out / "tau.npy",
+               top_fraction=0.05, method=method)
+    np.testing.assert_array_equal(np.load(out / "tau.npy"), similarity)

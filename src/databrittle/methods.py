@@ -3,6 +3,8 @@
 A method name is one of
 
 - ``random``: a seeded random order of the target's same-class candidates (the control);
+- ``trak``, ``datamodels``, ``gradcos``: attribution baselines
+  (:mod:`databrittle.baselines.run`), ranking every training image by its score;
 - ``{similarity}-{extractor}`` or ``{similarity}-{extractor}-allclass``: a similarity
   (``esvm``, ``l2``, ``cosine``) on the features of an extractor (``moco``, ``supervised``)
   over the target's same-class candidates (paper A.4's default) or over every training
@@ -21,14 +23,15 @@ from databrittle.errors import InputError
 SIMILARITIES = ("esvm", "l2", "cosine")
 EXTRACTORS = ("moco", "supervised")
 POOLS = {"": "same_class", "allclass": "all_classes"}
-BASELINES = ("random",)
+BASELINES = ("random", "trak", "datamodels", "gradcos")
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     """A ranking method: feature extractor x similarity x candidate pool, or a baseline.
 
-    ``random`` has no extractor; its candidates are the same-class pool.
+    ``random`` has no extractor; its candidates are the same-class pool. The attribution
+    baselines have no extractor either and rank every training image.
     """
 
     name: str
@@ -39,7 +42,7 @@ class MethodSpec:
 
 def known_methods() -> str:
     """A one-line description of the method grammar, for error messages."""
-    return (f"random, or {{{','.join(SIMILARITIES)}}}-{{{','.join(EXTRACTORS)}}}[-allclass]")
+    return (f"one of {', '.join(BASELINES)}, or {{{','.join(SIMILARITIES)}}}-{{{','.join(EXTRACTORS)}}}[-allclass]")
 
 
 def parse_method(name: str) -> MethodSpec:
@@ -49,7 +52,8 @@ def parse_method(name: str) -> MethodSpec:
         InputError naming the method when it is not in the registry.
     """
     if name in BASELINES:
-        return MethodSpec(name=name, similarity=name, extractor=None)
+        return MethodSpec(name=name, similarity=name, extractor=None,
+                          pool="same_class" if name == "random" else "all_classes")
     parts = name.split("-")
     if len(parts) in (2, 3):
         similarity, extractor, pool = parts[0], parts[1], parts[2] if len(parts) == 3 else ""
@@ -61,3 +65,8 @@ def parse_method(name: str) -> MethodSpec:
 def extractors_used(methods: list[str]) -> list[str]:
     """Feature extractors the listed methods need, in a stable order."""
     return sorted({spec.extractor for spec in map(parse_method, methods) if spec.extractor})
+
+
+def is_attribution(spec: MethodSpec) -> bool:
+    """True for the attribution baselines, whose scores are used as they are for LDS."""
+    return spec.extractor is None and spec.similarity != "random"

@@ -97,12 +97,24 @@ def rank_targets(spec: MethodSpec, train_features: np.ndarray | None, train_labe
         k: ranking length; must not exceed any target's pool.
     """
     target_labels = np.asarray(target_labels)
-    pools = [candidate_pool(spec, train_labels, int(label)) for label in target_labels]
-    for label, pool in zip(target_labels, pools):
-        if k > len(pool):
-            raise InputError(f"config key 'bisection.k': {k} is larger than the {len(pool)} candidates of class {label}")
+    check_pools(spec, train_labels, target_labels, k)
     similarity = similarity_matrix(spec, train_features, train_labels, target_features, target_labels, target_ids,
                                    C, seed, solver)
+    return rank_by_similarity(spec, similarity, train_labels, target_labels, k)
+
+
+def check_pools(spec: MethodSpec, train_labels: np.ndarray, target_labels: np.ndarray, k: int) -> None:
+    """k must not exceed any target's candidate pool."""
+    for label in np.unique(target_labels):
+        pool = candidate_pool(spec, train_labels, int(label))
+        if k > len(pool):
+            raise InputError(f"config key 'bisection.k': {k} is larger than the {len(pool)} candidates of class {label}")
+
+
+def rank_by_similarity(spec: MethodSpec, similarity: np.ndarray, train_labels: np.ndarray, target_labels: np.ndarray,
+                       k: int) -> Rankings:
+    """Each target's k most similar candidates of its pool, best first (ties: lower index)."""
+    pools = [candidate_pool(spec, train_labels, int(label)) for label in target_labels]
     indices = np.empty((len(target_labels), k), np.int64)
     scores = np.empty((len(target_labels), k), np.float32)
     for row, pool in enumerate(pools):

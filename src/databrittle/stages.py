@@ -190,39 +190,66 @@ def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, sidec
 # ---------------------------------------------------------------- rankings
 def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Path, ranking: Path,
                 ranking_scores: Path, similarity: Path, sidecar: Path, *, k: int, esvm: dict[str, Any], seed: int,
-                train_features: Path | None = None, test_features: Path | None = None) -> None:
-    """Top-k rankings, their scores and the full similarity matrix (T, n_train) of one method."""
+                baseline: dict[str, Any], train_features: Path | None = None,
+                test_features: Path | None = None) -> None:
+    """Top-k rankings, their scores and the full similarity/score matrix (T, n_train) of one method.
+
+    ``baseline`` holds, for an attribution baseline only, its config section (``options``),
+    the counterfactual recipe, the LDS section and the device policy; empty otherwise.
+    """
     from databrittle.datasets import load_split
-    from databrittle.rank import check_features, rank_targets
+    from databrittle.methods import is_attribution
+    from databrittle.rank import check_features, check_pools, rank_by_similarity, rank_targets
     from databrittle.reference import read_targets
 
     spec = parse_method(method)
     with measured() as meter:
-        _, train_labels = load_split(train_data)
-        _, test_labels = load_split(test_data)
+        train_images, train_labels = load_split(train_data)
+        test_images, test_labels = load_split(test_data)
         targets = read_targets(targets_csv)
-        if not np.array_equal(test_labels[targets["target"].to_numpy()], targets["label"].to_numpy()):
+        target_ids, target_labels = targets["target"].to_numpy(), targets["label"].to_numpy()
+        if not np.array_equal(test_labels[target_ids], target_labels):
             raise io.InputError(f"{targets_csv}: labels disagree with the test split {test_data}")
-        train_f = target_f = None
-        if spec.extractor is not None:
-            train_f = io.load_npy(train_features, ndim=2)
-            check_features(train_f, len(train_labels), str(train_features))
-            test_f = io.load_npy(test_features, ndim=2)
-            check_features(test_f, len(test_labels), str(test_features))
-            target_f = test_f[targets["target"].to_numpy()]
-        result = rank_targets(spec, train_f, train_labels, target_f, targets["label"].to_numpy(),
-                              targets["target"].to_numpy(), k, esvm.get("C", 0.0), seed, esvm.get("solver", "newton"))
+        if is_attribution(spec):
+            check_pools(spec, train_labels, target_labels, k)
+            scores = _baseline_scores(method, train_images, train_labels, test_images[target_ids], target_labels,
+                                      baseline, seed)
+            result = rank_by_similarity(spec, scores, train_labels, target_labels, k)
+        else:
+            train_f = target_f = None
+            if spec.extractor is not None:
+                train_f = io.load_npy(train_features, ndim=2)
+                check_features(train_f, len(train_labels), str(train_features))
+                test_f = io.load_npy(test_features, ndim=2)
+                check_features(test_f, len(test_labels), str(test_features))
+                target_f = test_f[target_ids]
+            result = rank_targets(spec, train_f, train_labels, target_f, target_labels, target_ids, k,
+                                  esvm.get("C", 0.0), seed, esvm.get("solver", "newton"))
         io.save_npy(ranking, result.indices)
         io.save_npy(ranking_scores, result.scores)
         io.save_npy(similarity, result.similarity.astype(np.float32))
-        write_sidecar(sidecar, params={"method": method, "k": k, "esvm": esvm, "seed": seed, "pool": spec.pool},
+        write_sidecar(sidecar, params={"method": method, "k": k, "esvm": esvm, "seed": seed, "pool": spec.pool,
+                                       "baseline": baseline},
                       meter=meter, outputs=[ranking, ranking_scores, similarity])
 
 
+def _baseline_scores(method: str, train_images: np.ndarray, train_labels: np.ndarray, target_images: np.ndarray,
+                     target_labels: np.ndarray, baseline: dict[str, Any], seed: int) -> np.ndarray:
+    from databrittle.baselines.run import baseline_scores
+    from databrittle.device import resolve_device
+    from databrittle.train import TrainConfig
+
+    return baseline_scores(method, train_images, train_labels, target_images, target_labels, baseline["options"],
+                           TrainConfig.from_config(baseline["counterfactual"]), seed,
+                           resolve_device(baseline["device"]), baseline.get("lds"))
+
+
 def lds_scores(similarity: Path, train_data: Path, targets_csv: Path, score_vectors: Path, *,
-               top_fraction: float) -> None:
-    """Full LDS score vectors tau (T, n_train): sign estimation + top-fraction sparsification."""
+               top_fraction: float, method: str = "") -> None:
+    """Full LDS score vectors tau (T, n_train): sign estimation + top-fraction sparsification
+    for similarity methods; an attribution baseline's scores as they are."""
     from databrittle.datasets import load_split
+    from databrittle.methods import is_attribution
     from databrittle.rank import lds_score_vectors
     from databrittle.reference import read_targets
 
@@ -231,6 +258,9 @@ def lds_scores(similarity: Path, train_data: Path, targets_csv: Path, score_vect
     values = io.load_npy(similarity, ndim=2, rows=len(targets))
     if values.shape[1] != len(train_labels):
         raise io.InputError(f"{similarity}: {values.shape[1]} columns, the training split has {len(train_labels)}")
+    if method and is_attribution(parse_method(method)):
+        io.save_npy(score_vectors, values.astype(np.float32))
+        return
     io.save_npy(score_vectors, lds_score_vectors(values, train_labels, targets["label"].to_numpy(), top_fraction))
 
 
@@ -348,7 +378,8 @@ def support_figure(support_files: Sequence[Path], figure_files: Sequence[Path], 
 def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
     """One colour per similarity, solid for SSL features, dashed for supervised, dotted for
     all-class pools, grey random."""
-    colours = {"esvm": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", "random": "tab:gray"}
+    colours = {"esvm": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", "random": "tab:gray", "trak": "tab:red",
+               "datamodels": "tab:purple", "gradcos": "tab:brown"}
     styles = {}
     for method in methods:
         spec = parse_method(method)

@@ -202,7 +202,7 @@ def module_inputs(cfg: TrainConfig, train_images: np.ndarray | torch.Tensor,
                   images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """What a module of :func:`trained_modules` takes: float32 (n, d) vectors in [0, 1] for
     the ``mlp``, normalised (n, C, H, W) images (training-split statistics) otherwise."""
-    images = torch.as_tensor(np.asarray(images))
+    images = torch.tensor(np.asarray(images))
     if cfg.arch == "mlp":
         return images.reshape(len(images), -1).float() / 255.0
     mean, std = torch_trainer.channel_stats(torch.as_tensor(np.asarray(train_images)))

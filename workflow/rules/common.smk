@@ -3,7 +3,7 @@ import sys
 from functools import partial
 
 from databrittle.config import validate_config
-from databrittle.methods import extractors_used, parse_method
+from databrittle.methods import extractors_used, is_attribution, parse_method
 from databrittle.errors import InputError
 from databrittle.provenance import code_hash
 
@@ -95,6 +95,23 @@ def previous_steps(wildcards, slots):
 def ssl_training_section():
     """The ssl keys that shape training (feature_layer only matters for feature extraction)."""
     return {key: value for key, value in config["ssl"].items() if key != "feature_layer"}
+
+
+def baseline_params(wildcards):
+    """For an attribution baseline: its config section, the recipe, LDS and device; else empty."""
+    spec = parse_method(wildcards.method)
+    if not is_attribution(spec):
+        return {}
+    return {"options": config.get(spec.similarity, {}), "counterfactual": config["counterfactual"], "lds": config["lds"],
+            "device": config["device"]}
+
+
+def ranking_code(wildcards):
+    """Code hash of a ranking: the baselines' modules and the trainer only for baselines."""
+    if is_attribution(parse_method(wildcards.method)):
+        return code("rank", "methods", "datasets", "reference", "lds", "baselines.run", "baselines.trak",
+                    "baselines.datamodels", "baselines.gradcos", *TRAINER)
+    return code("rank", "esvm", "methods", "datasets", "reference", "seeds")
 
 
 def esvm_params(wildcards):

@@ -14,8 +14,9 @@ rule rankings:
         method="{method}",
         k=config["bisection"]["k"],
         esvm=esvm_params,
+        baseline=baseline_params,
         seed=config["seed"],
-        code=code("rank", "esvm", "methods", "datasets", "reference", "seeds"),
+        code=ranking_code,
     log:
         f"{LOGS}/rankings/{{method}}.log",
     benchmark:
@@ -33,8 +34,9 @@ rule lds_scores:
         score_vectors=f"{RESULTS}/scores/{{method}}.npy",
     params:
         stage="lds_scores",
+        method="{method}",
         top_fraction=config["lds"]["top_fraction"],
-        code=code("rank", "datasets", "reference"),
+        code=code("rank", "methods", "datasets", "reference"),
     log:
         f"{LOGS}/scores/{{method}}.log",
     script:

@@ -1,0 +1,101 @@
+"""Scores of the attribution baselines from the data, with models from the shared trainer.
+
+Every baseline returns float32 (T, n_train) scores, higher = more positive influence on
+the target's correct-class margin; the pipeline ranks training samples by them over every
+class and uses them, unchanged, as the LDS score vectors (no sign estimation: they are
+signed already). All models come from :func:`databrittle.train.trained_modules` /
+:func:`databrittle.train.train_models` with the counterfactual recipe (config section
+``counterfactual``), seeded by purpose keys of the base seed.
+
+- ``trak`` (Park et al. 2023; paper Figs. 1, 3, 4, Table 1): ``n_models`` models on all
+  training data (keys "trak-model", r), traker with the CPU projector of dimension
+  ``proj_dim`` (:mod:`databrittle.baselines.trak`).
+- ``datamodels`` (Ilyas et al. 2022; paper Table 1, Fig. 3): ``n_models`` models on random
+  alpha-subsets (masks keyed "datamodels-masks") plus ``n_validation`` held-out ones,
+  target margins, a LASSO per target with its L1 strength chosen on the held-out models
+  (:mod:`databrittle.baselines.datamodels`). A fitting subset equal to an LDS evaluation
+  subset is an error.
+- ``gradcos`` (paper A.5.1): cosine similarity of per-sample loss gradients of one model
+  trained on all data (key "gradcos-model"), over all classes
+  (:mod:`databrittle.baselines.gradcos`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+
+from databrittle.errors import InputError
+from databrittle.schedule import ModelJob
+from databrittle.seeds import derive_seed
+from databrittle.train import TrainConfig, margins_and_correct, module_inputs, train_models, trained_modules
+
+BASELINES = ("trak", "datamodels", "gradcos")
+
+
+def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarray, target_images: np.ndarray,
+                    target_labels: np.ndarray, options: dict[str, Any], recipe: TrainConfig, seed: int,
+                    device: torch.device, lds: dict[str, Any] | None = None) -> np.ndarray:
+    """float32 (T, n_train) scores of baseline ``name`` for the targets.
+
+    Args:
+        train_images: uint8 (n_train, H, W, C); train_labels: int (n_train,).
+        target_images: uint8 (T, H, W, C); target_labels: int (T,).
+        options: the baseline's config section.
+        lds: the config's ``lds`` section (datamodels checks its masks against LDS's).
+    """
+    n_classes = int(max(train_labels.max(), target_labels.max()) + 1)
+    if name == "trak":
+        return _trak(train_images, train_labels, target_images, target_labels, options, recipe, seed, device,
+                     n_classes)
+    if name == "datamodels":
+        return _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device,
+                           n_classes, lds)
+    if name == "gradcos":
+        return _gradcos(train_images, train_labels, target_images, target_labels, recipe, seed, device, n_classes)
+    raise InputError(f"method '{name}': not a baseline (expected one of {BASELINES})")
+
+
+def _trak(train_images, train_labels, target_images, target_labels, options, recipe, seed, device, n_classes):
+    from databrittle.baselines.trak import trak_scores
+
+    jobs = [ModelJob(seed=derive_seed(seed, "trak-model", r)) for r in range(options["n_models"])]
+    models = trained_modules(train_images, train_labels, jobs, recipe, n_classes, device)
+    with tempfile.TemporaryDirectory(prefix="trak-") as work:
+        return trak_scores(models, module_inputs(recipe, train_images, train_images), torch.tensor(np.asarray(train_labels)),
+                           module_inputs(recipe, train_images, target_images), torch.tensor(np.asarray(target_labels)),
+                           proj_dim=options["proj_dim"], save_dir=f"{work}/store",
+                           seed=derive_seed(seed, "trak-projection") % (2**31), device="cpu")
+
+
+def _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device, n_classes,
+                lds):
+    from databrittle.baselines.datamodels import check_no_overlap, fit_datamodels, subset_masks_for_datamodels
+    from databrittle.lds import subset_masks
+
+    n_fit, n_val = options["n_models"], options["n_validation"]
+    masks = subset_masks_for_datamodels(len(train_labels), n_fit + n_val, options["alpha"], seed)
+    if lds is not None:
+        check_no_overlap(masks, subset_masks(len(train_labels), lds["n_subsets"], lds["alpha"], seed),
+                         "datamodels masks (config key 'datamodels')")
+    jobs = [ModelJob(seed=derive_seed(seed, "datamodels-model", j), removed=np.flatnonzero(~mask))
+            for j, mask in enumerate(masks)]
+    logits = train_models(train_images, train_labels, jobs, recipe, target_images, n_classes, device)
+    margins, _, _ = margins_and_correct(logits, np.asarray(target_labels)[None, :])
+    fit = fit_datamodels(masks[:n_fit], margins[:n_fit], masks[n_fit:], margins[n_fit:])
+    return fit.weights.astype(np.float32)
+
+
+def _gradcos(train_images, train_labels, target_images, target_labels, recipe, seed, device, n_classes):
+    from databrittle.baselines.gradcos import gradcos_scores, per_sample_gradients
+
+    model = trained_modules(train_images, train_labels, [ModelJob(seed=derive_seed(seed, "gradcos-model"))], recipe,
+                            n_classes, device)[0]
+    train_grads = per_sample_gradients(model, module_inputs(recipe, train_images, train_images),
+                                       torch.tensor(np.asarray(train_labels)))
+    target_grads = per_sample_gradients(model, module_inputs(recipe, train_images, target_images),
+                                        torch.tensor(np.asarray(target_labels)))
+    return gradcos_scores(train_grads, target_grads)

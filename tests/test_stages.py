@@ -85,3 +85,35 @@ def test_baseline_methods_write_the_ranking_contract(stage_files, method, option
     lds_scores(out / "similarity.npy", stage_files / "train.npz", stage_files / "targets.csv", out / "tau.npy",
                top_fraction=0.05, method=method)
     np.testing.assert_array_equal(np.load(out / "tau.npy"), similarity)
+
+
+def test_public_datamodels_source_ranks_by_the_supplied_weights_and_checks_checksums(stage_files, rng):
+    import hashlib
+
+    from databrittle.errors import InputError
+    from databrittle.stages import rank_method
+
+    n_train, n_test = 1437, 360
+    files = {"masks": rng.random((40, n_train)) < 0.5, "margins": rng.normal(size=(40, n_test)).astype(np.float16),
+             "weights": rng.normal(size=(n_train, n_test)).astype(np.float32)}
+    public = {}
+    for key, array in files.items():
+        np.save(stage_files / f"public_{key}.npy", array)
+        public[key] = str(stage_files / f"public_{key}.npy")
+    digests = {key: hashlib.sha256(open(path, "rb").read()).hexdigest() for key, path in public.items()}
+    options = {"source": "public", "public": {**public, "sha256": digests}, "n_models": 2, "n_validation": 10,
+               "alpha": 0.5}
+    baseline = {"options": options, "counterfactual": RECIPE, "lds": {"n_subsets": 5, "alpha": 0.5}, "device": "cpu"}
+    out = stage_files / "public"
+    args = ("datamodels", stage_files / "train.npz", stage_files / "test.npz", stage_files / "targets.csv",
+            out / "ranking.npy", out / "ranking.scores.npy", out / "similarity.npy", out / "ranking.json")
+    rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)
+    targets = np.loadtxt(stage_files / "targets.csv", delimiter=",", skiprows=1, dtype=int)[:, 1]
+    expected = np.argsort(-files["weights"][:, targets].T, axis=1, kind="stable")[:, :30]
+    np.testing.assert_array_equal(np.load(out / "ranking.npy"), expected)
+    options["public"]["sha256"]["weights"] = "0" * 64
+    with pytest.raises(InputError, match="public_weights.npy"):
+        rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)
+    del options["public"]["weights"], options["public"]["sha256"]["weights"]
+    rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)  # fit on the public masks and margins
+    assert np.load(out / "similarity.npy").shape == (3, n_train)

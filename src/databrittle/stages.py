@@ -191,11 +191,13 @@ def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, sidec
 def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Path, ranking: Path,
                 ranking_scores: Path, similarity: Path, sidecar: Path, *, k: int, esvm: dict[str, Any], seed: int,
                 baseline: dict[str, Any], train_features: Path | None = None,
-                test_features: Path | None = None) -> None:
+                test_features: Path | None = None, **user_files: Path) -> None:
     """Top-k rankings, their scores and the full similarity/score matrix (T, n_train) of one method.
 
     ``baseline`` holds, for an attribution baseline only, its config section (``options``),
     the counterfactual recipe, the LDS section and the device policy; empty otherwise.
+    ``user_files`` are files a user hands in (the public datamodels, ``public_*``): rule
+    inputs so that Snakemake tracks them; their paths and checksums are in the options.
     """
     from databrittle.datasets import load_split
     from databrittle.methods import is_attribution
@@ -213,7 +215,7 @@ def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Pat
         if is_attribution(spec):
             check_pools(spec, train_labels, target_labels, k)
             scores = _baseline_scores(method, train_images, train_labels, test_images[target_ids], target_labels,
-                                      baseline, seed)
+                                      baseline, seed, target_ids, len(test_labels))
             result = rank_by_similarity(spec, scores, train_labels, target_labels, k)
         else:
             train_f = target_f = None
@@ -234,14 +236,15 @@ def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Pat
 
 
 def _baseline_scores(method: str, train_images: np.ndarray, train_labels: np.ndarray, target_images: np.ndarray,
-                     target_labels: np.ndarray, baseline: dict[str, Any], seed: int) -> np.ndarray:
+                     target_labels: np.ndarray, baseline: dict[str, Any], seed: int, target_ids: np.ndarray,
+                     n_test: int) -> np.ndarray:
     from databrittle.baselines.run import baseline_scores
     from databrittle.device import resolve_device
     from databrittle.train import TrainConfig
 
     return baseline_scores(method, train_images, train_labels, target_images, target_labels, baseline["options"],
                            TrainConfig.from_config(baseline["counterfactual"]), seed,
-                           resolve_device(baseline["device"]), baseline.get("lds"))
+                           resolve_device(baseline["device"]), baseline.get("lds"), target_ids, n_test)
 
 
 def lds_scores(similarity: Path, train_data: Path, targets_csv: Path, score_vectors: Path, *,

@@ -48,8 +48,12 @@ def ranking_file(method="{method}"):
 
 
 def method_features(wildcards):
-    """Feature files a ranking method reads (none for the random control)."""
+    """Files a ranking method reads: an extractor's features, or a baseline's user files
+    (the public datamodels), so Snakemake tracks them; none for the random control."""
     extractor = parse_method(wildcards.method).extractor
+    if wildcards.method == "datamodels" and config["datamodels"].get("source", "train") == "public":
+        public = config["datamodels"]["public"]
+        return {f"public_{key}": public[key] for key in ("masks", "margins", "weights") if key in public}
     if extractor is None:
         return {}
     return {f"{split}_features": f"{RESULTS}/features/{extractor}/{split}.npy" for split in ("train", "test")}

@@ -10,7 +10,9 @@ signed already). All models come from :func:`databrittle.train.trained_modules` 
 - ``trak`` (Park et al. 2023; paper Figs. 1, 3, 4, Table 1): ``n_models`` models on all
   training data (keys "trak-model", r), traker with the CPU projector of dimension
   ``proj_dim`` (:mod:`databrittle.baselines.trak`).
-- ``datamodels`` (Ilyas et al. 2022; paper Table 1, Fig. 3): ``n_models`` models on random
+- ``datamodels`` (Ilyas et al. 2022; paper Table 1, Fig. 3): with ``source: public`` the
+  user's local copy of the public CIFAR-10 release (pre-fitted weights, or a fit on its
+  masks and margins; sha256-checked); otherwise ``n_models`` models on random
   alpha-subsets (masks keyed "datamodels-masks") plus ``n_validation`` held-out ones,
   target margins, a LASSO per target with its L1 strength chosen on the held-out models
   (:mod:`databrittle.baselines.datamodels`). A fitting subset equal to an LDS evaluation
@@ -38,7 +40,8 @@ BASELINES = ("trak", "datamodels", "gradcos")
 
 def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarray, target_images: np.ndarray,
                     target_labels: np.ndarray, options: dict[str, Any], recipe: TrainConfig, seed: int,
-                    device: torch.device, lds: dict[str, Any] | None = None) -> np.ndarray:
+                    device: torch.device, lds: dict[str, Any] | None = None, target_ids: np.ndarray | None = None,
+                    n_test: int | None = None) -> np.ndarray:
     """float32 (T, n_train) scores of baseline ``name`` for the targets.
 
     Args:
@@ -46,6 +49,8 @@ def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarra
         target_images: uint8 (T, H, W, C); target_labels: int (T,).
         options: the baseline's config section.
         lds: the config's ``lds`` section (datamodels checks its masks against LDS's).
+        target_ids, n_test: the targets' test indices and the test split's size (the
+            public datamodels are indexed by test sample).
     """
     n_classes = int(max(train_labels.max(), target_labels.max()) + 1)
     if name == "trak":
@@ -53,7 +58,7 @@ def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarra
                      n_classes)
     if name == "datamodels":
         return _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device,
-                           n_classes, lds)
+                           n_classes, lds, target_ids, n_test)
     if name == "gradcos":
         return _gradcos(train_images, train_labels, target_images, target_labels, recipe, seed, device, n_classes)
     raise InputError(f"method '{name}': not a baseline (expected one of {BASELINES})")
@@ -72,10 +77,12 @@ def _trak(train_images, train_labels, target_images, target_labels, options, rec
 
 
 def _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device, n_classes,
-                lds):
+                lds, target_ids=None, n_test=None):
     from databrittle.baselines.datamodels import check_no_overlap, fit_datamodels, subset_masks_for_datamodels
     from databrittle.lds import subset_masks
 
+    if options.get("source", "train") == "public":
+        return _public_datamodels(options, len(train_labels), n_test, target_ids)
     n_fit, n_val = options["n_models"], options["n_validation"]
     masks = subset_masks_for_datamodels(len(train_labels), n_fit + n_val, options["alpha"], seed)
     if lds is not None:
@@ -99,3 +106,24 @@ def _gradcos(train_images, train_labels, target_images, target_labels, recipe, s
     target_grads = per_sample_gradients(model, module_inputs(recipe, train_images, target_images),
                                         torch.tensor(np.asarray(target_labels)))
     return gradcos_scores(train_grads, target_grads)
+
+
+def _public_datamodels(options: dict[str, Any], n_train: int, n_test: int, target_ids: np.ndarray) -> np.ndarray:
+    """Scores from the public release: its pre-fitted weights, or a LASSO fit on its masks
+    and margins (the last ``n_validation`` models choose the L1 strength)."""
+    from databrittle.baselines.datamodels import fit_datamodels, load_public_datamodels
+
+    files = options["public"]
+    data = load_public_datamodels(files["masks"], files["margins"], files.get("weights"),
+                                  expected_sha256={files[key]: digest for key, digest in files["sha256"].items()
+                                                   if key in files},
+                                  n_train=n_train, n_test=n_test)
+    if data.weights is not None:
+        return data.scores(target_ids)
+    n_val = options["n_validation"]
+    if len(data.masks) <= n_val:
+        raise InputError(f"{files['masks']}: {len(data.masks)} models, not more than datamodels.n_validation = {n_val}")
+    margins = np.asarray(data.margins[:, np.asarray(target_ids)], dtype=np.float64)
+    fit = fit_datamodels(np.asarray(data.masks[:-n_val]), margins[:-n_val], np.asarray(data.masks[-n_val:]),
+                         margins[-n_val:])
+    return fit.weights.astype(np.float32)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from databrittle.config import load_config, validate_config
+from databrittle.config import canonical, load_config, validate_config
 from databrittle.methods import parse_method
 from databrittle.errors import InputError
 
@@ -66,3 +66,11 @@ def test_parse_method():
     for bad in ("cos-moco", "esvm-moco-sameclass", "esvm", "random-moco"):
         with pytest.raises(InputError, match=f"method '{bad}': not in the registry"):
             parse_method(bad)
+
+
+def test_canonical_sorts_mapping_keys_recursively_and_keeps_list_order():
+    value = {"b": {"z": 1, "a": [{"y": 2, "x": 3}, 1]}, "a": 0}
+    out = canonical(value)
+    assert list(out) == ["a", "b"] and list(out["b"]) == ["a", "z"]
+    assert list(out["b"]["a"][0]) == ["x", "y"] and out["b"]["a"][1] == 1
+    assert out == value  # same content

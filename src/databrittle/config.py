@@ -100,6 +100,20 @@ def _check_consistency(config: dict[str, Any]) -> None:
         raise InputError("config key 'counterfactual.arch_options': not used by arch mlp (use hidden)")
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with every mapping's keys sorted, recursively (lists keep their order).
+
+    Snakemake compares a rule's params by their text, so a config section passed as a
+    param must not depend on the order of keys in the YAML file: reordering keys (or a
+    YAML dump that sorts them) would otherwise rerun finished jobs.
+    """
+    if isinstance(value, dict):
+        return {key: canonical(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(item) for item in value]
+    return value
+
+
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file and validate it."""
     path = Path(path)

@@ -2,7 +2,7 @@
 import sys
 from functools import partial
 
-from databrittle.config import validate_config
+from databrittle.config import canonical, validate_config
 from databrittle.methods import extractors_used, is_attribution, parse_method
 from databrittle.errors import InputError
 from databrittle.provenance import code_hash
@@ -11,6 +11,7 @@ try:
     validate_config(config)
 except InputError as error:
     sys.exit(f"databrittle: {error}")
+config.update(canonical(config))  # params must not depend on the YAML's key order
 
 DS = config["dataset"]
 RESULTS = f"results/{DS}"

@@ -72,3 +72,34 @@ def test_all_class_pool_can_rank_other_classes_and_same_class_pool_never_does(rn
         every = rank_targets(parse_method(f"{name}-allclass"), features, labels, targets, target_labels, np.arange(4),
                              60, 0.1, 0)
         assert (labels[every.indices] != target_labels[:, None]).any()
+
+
+def test_large_features_with_a_pool_smaller_than_the_dimension_still_reach_the_optimum(rng):
+    """float32 Hessians lose positive definiteness here; the solver rebuilds them exactly."""
+    positives = rng.normal(size=(2, 256)) * 3000
+    negatives = rng.normal(size=(100, 256)) * 3000
+    rebuilt = []
+    original = esvm._Hessians.rebuild_exact
+
+    def counting(self, targets, active):
+        rebuilt.append(len(targets))
+        return original(self, targets, active)
+
+    esvm._Hessians.rebuild_exact = counting
+    try:
+        ours = esvm.fit(positives, negatives, 0.1)
+    finally:
+        esvm._Hessians.rebuild_exact = original
+    assert rebuilt  # the case really exercises the exact rebuild
+    assert np.isfinite(ours).all()
+    for row, positive in enumerate(positives):
+        reference = esvm.fit_reference(positive, negatives, 0.1)
+        assert objective(ours[row], positive, negatives, 0.1) <= objective(reference, positive, negatives, 0.1) * (1 + 1e-6)
+
+
+def test_tiny_pools_and_a_target_equal_to_a_candidate_converge(rng):
+    negatives = rng.normal(size=(3, 8))
+    for positives in (rng.normal(size=(2, 8)), negatives[:1].copy()):
+        ours = esvm.fit(positives, negatives, 0.1, max_iter=40)
+        for row, positive in enumerate(positives):
+            np.testing.assert_allclose(ours[row], esvm.fit_reference(positive, negatives, 0.1), atol=1e-6)

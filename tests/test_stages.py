@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -103,7 +104,7 @@ def test_public_datamodels_source_ranks_by_the_supplied_weights_and_checks_check
     digests = {key: hashlib.sha256(open(path, "rb").read()).hexdigest() for key, path in public.items()}
     options = {"source": "public", "public": {**public, "sha256": digests}, "n_models": 2, "n_validation": 10,
                "alpha": 0.5}
-    baseline = {"options": options, "counterfactual": RECIPE, "lds": {"n_subsets": 5, "alpha": 0.5}, "device": "cpu"}
+    baseline = {"options": options}  # what the rules pass for the public source: its files only
     out = stage_files / "public"
     args = ("datamodels", stage_files / "train.npz", stage_files / "test.npz", stage_files / "targets.csv",
             out / "ranking.npy", out / "ranking.scores.npy", out / "similarity.npy", out / "ranking.json")
@@ -114,6 +115,14 @@ def test_public_datamodels_source_ranks_by_the_supplied_weights_and_checks_check
     options["public"]["sha256"]["weights"] = "0" * 64
     with pytest.raises(InputError, match="public_weights.npy"):
         rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)
+    options["public"]["weights"] = "./" + os.path.relpath(public["weights"])  # same file, another spelling
+    with pytest.raises(InputError, match="public_weights.npy"):
+        rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)
+    options["public"]["weights"] = public["weights"]
+    options["public"]["sha256"]["weight"] = options["public"]["sha256"].pop("weights")  # misspelt key
+    with pytest.raises(InputError, match="datamodels.public.sha256"):
+        rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)
+    options["public"]["sha256"]["weights"] = options["public"]["sha256"].pop("weight")
     del options["public"]["weights"], options["public"]["sha256"]["weights"]
     rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)  # fit on the public masks and margins
     assert np.load(out / "similarity.npy").shape == (3, n_train)

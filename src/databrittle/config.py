@@ -92,6 +92,9 @@ def _check_consistency(config: dict[str, Any]) -> None:
             parse_method(method)
         except InputError as error:
             raise InputError(f"config key 'methods': {error}") from None
+    datamodels = config["datamodels"]
+    if datamodels.get("source", "train") == "public" and "public" not in datamodels:
+        raise InputError("config key 'datamodels.public': required when datamodels.source is public")
     recipe = config["counterfactual"]
     if not recipe["lr_peak_epoch"] < recipe["epochs"]:
         raise InputError(f"config key 'counterfactual.lr_peak_epoch': {recipe['lr_peak_epoch']} must be below "

@@ -73,8 +73,17 @@ def fit(positives: np.ndarray, negatives: np.ndarray, C: float, *, tol: float = 
         if (norm <= tol * start_norm).all():
             break
         hessians.update(r_neg > 0)
-        factor, _ = torch.linalg.cholesky_ex(hessians.matrices(pos, r_pos > 0, c_pos, c_neg))
+        matrices = hessians.matrices(pos, r_pos > 0, c_pos, c_neg)
+        factor, info = torch.linalg.cholesky_ex(matrices)
+        if bool((info > 0).any()):  # float32 rounding broke positive definiteness: rebuild exactly
+            failed = torch.nonzero(info > 0).flatten()
+            hessians.rebuild_exact(failed, r_neg > 0)
+            matrices = hessians.matrices(pos, r_pos > 0, c_pos, c_neg)
+            factor = torch.linalg.cholesky(matrices)
         direction = -torch.cholesky_solve(grad[:, :, None], factor)[:, :, 0]
+        decrement = -(grad * direction).sum(1)  # Newton decrement d'Hd: the objective gap, to first order
+        if bool((decrement <= 1e-15 * (1.0 + (w * w).sum(1))).all()):
+            break  # at float64 precision: a further step cannot be resolved
         step = _exact_step(w, direction, pos, neg, s_pos, s_neg, c_pos, c_neg)
         w = w + step[:, None] * direction
     return w.numpy()
@@ -111,6 +120,14 @@ class _Hessians:
             else:
                 self.blocks[t] = self.gram - self._outer(~now)
         self.active = active
+
+    def rebuild_exact(self, targets: torch.Tensor, active: torch.Tensor) -> None:
+        """Rebuild the candidate part of ``targets`` in float64 from scratch (when float32
+        rounding made a Hessian lose positive definiteness: large features, pool < dim)."""
+        neg64 = self.neg32.double()
+        for t in targets.tolist():
+            rows = neg64[active[:, t]]
+            self.blocks[t] = rows.T @ rows
 
     def matrices(self, pos: torch.Tensor, active_pos: torch.Tensor, c_pos: float, c_neg: float) -> torch.Tensor:
         out = self.blocks * (2 * c_neg)

@@ -243,8 +243,8 @@ def _baseline_scores(method: str, train_images: np.ndarray, train_labels: np.nda
     from databrittle.train import TrainConfig
 
     return baseline_scores(method, train_images, train_labels, target_images, target_labels, baseline["options"],
-                           TrainConfig.from_config(baseline["counterfactual"]), seed,
-                           resolve_device(baseline["device"]), baseline.get("lds"), target_ids, n_test)
+                           TrainConfig.from_config(baseline["counterfactual"]) if "counterfactual" in baseline else None,
+                           seed, resolve_device(baseline.get("device", "cpu")), baseline.get("lds"), target_ids, n_test)
 
 
 def lds_scores(similarity: Path, train_data: Path, targets_csv: Path, score_vectors: Path, *,

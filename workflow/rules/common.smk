@@ -103,19 +103,29 @@ def ssl_training_section():
 
 
 def baseline_params(wildcards):
-    """For an attribution baseline: its config section, the recipe, LDS and device; else empty."""
+    """For an attribution baseline, exactly the settings its scores depend on; else empty.
+
+    Models trained here depend on the recipe and device; the datamodels masks are checked
+    against the LDS masks (n_subsets, alpha); public datamodels depend on their files only.
+    """
     spec = parse_method(wildcards.method)
     if not is_attribution(spec):
         return {}
-    return {"options": config.get(spec.similarity, {}), "counterfactual": config["counterfactual"], "lds": config["lds"],
-            "device": config["device"]}
+    options = config.get(spec.similarity, {})
+    if spec.similarity == "datamodels" and options.get("source", "train") == "public":
+        return {"options": options}
+    params = {"options": options, "counterfactual": config["counterfactual"], "device": config["device"]}
+    if spec.similarity == "datamodels":
+        params["lds"] = {key: config["lds"][key] for key in ("n_subsets", "alpha")}
+    return params
 
 
 def ranking_code(wildcards):
-    """Code hash of a ranking: the baselines' modules and the trainer only for baselines."""
-    if is_attribution(parse_method(wildcards.method)):
-        return code("rank", "methods", "datasets", "reference", "lds", "baselines.run", "baselines.trak",
-                    "baselines.datamodels", "baselines.gradcos", *TRAINER)
+    """Code hash of a ranking: a baseline's own module (and the trainer), or the feature path."""
+    spec = parse_method(wildcards.method)
+    if is_attribution(spec):
+        return code("rank", "methods", "datasets", "reference", "lds", "baselines.run",
+                    f"baselines.{spec.similarity}", *TRAINER)
     return code("rank", "esvm", "methods", "datasets", "reference", "seeds")
 
 

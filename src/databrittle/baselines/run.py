@@ -25,6 +25,7 @@ signed already). All models come from :func:`databrittle.train.trained_modules` 
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ BASELINES = ("trak", "datamodels", "gradcos")
 
 
 def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarray, target_images: np.ndarray,
-                    target_labels: np.ndarray, options: dict[str, Any], recipe: TrainConfig, seed: int,
+                    target_labels: np.ndarray, options: dict[str, Any], recipe: TrainConfig | None, seed: int,
                     device: torch.device, lds: dict[str, Any] | None = None, target_ids: np.ndarray | None = None,
                     n_test: int | None = None) -> np.ndarray:
     """float32 (T, n_train) scores of baseline ``name`` for the targets.
@@ -48,6 +49,8 @@ def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarra
         train_images: uint8 (n_train, H, W, C); train_labels: int (n_train,).
         target_images: uint8 (T, H, W, C); target_labels: int (T,).
         options: the baseline's config section.
+        recipe: the counterfactual recipe of the models a baseline trains (None for the
+            public datamodels, which train nothing).
         lds: the config's ``lds`` section (datamodels checks its masks against LDS's).
         target_ids, n_test: the targets' test indices and the test split's size (the
             public datamodels are indexed by test sample).
@@ -113,10 +116,14 @@ def _public_datamodels(options: dict[str, Any], n_train: int, n_test: int, targe
     and margins (the last ``n_validation`` models choose the L1 strength)."""
     from databrittle.baselines.datamodels import fit_datamodels, load_public_datamodels
 
-    files = options["public"]
-    data = load_public_datamodels(files["masks"], files["margins"], files.get("weights"),
-                                  expected_sha256={files[key]: digest for key, digest in files["sha256"].items()
-                                                   if key in files},
+    files = {key: options["public"][key] for key in ("masks", "margins", "weights") if key in options["public"]}
+    digests = options["public"]["sha256"]
+    missing = sorted(set(files) - set(digests))
+    if missing or set(digests) - set(files):
+        raise InputError(f"config key 'datamodels.public.sha256': needs exactly one digest per file given "
+                         f"({sorted(files)}); missing {missing}, unknown {sorted(set(digests) - set(files))}")
+    expected = {str(Path(files[key])): digests[key] for key in files}  # the loader's own path normalisation
+    data = load_public_datamodels(files["masks"], files["margins"], files.get("weights"), expected_sha256=expected,
                                   n_train=n_train, n_test=n_test)
     if data.weights is not None:
         return data.scores(target_ids)

@@ -83,3 +83,13 @@ def test_cosine_equals_brute_force(rng):
     brute = [features[i] @ target[0] / np.linalg.norm(features[i]) / np.linalg.norm(target[0]) for i in range(40)]
     assert result.indices[0].tolist() == np.argsort(brute)[::-1].tolist()
     np.testing.assert_allclose(result.scores[0], np.sort(brute)[::-1], rtol=1e-6)
+
+
+def test_attribution_scores_must_be_finite_and_of_the_right_shape():
+    from databrittle.rank import check_scores
+
+    check_scores(np.zeros((2, 5)), 2, 5, "method 'trak'")
+    with pytest.raises(InputError, match="method 'trak': scores contain NaN"):
+        check_scores(np.array([[0.0, np.nan]]), 1, 2, "method 'trak'")
+    with pytest.raises(InputError, match=r"method 'trak': scores of shape \(1, 3\), expected \(1, 2\)"):
+        check_scores(np.zeros((1, 3)), 1, 2, "method 'trak'")

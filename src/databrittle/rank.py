@@ -50,6 +50,14 @@ def check_features(features: np.ndarray, rows: int, source: str) -> None:
         raise InputError(f"{source}: features contain NaN or inf")
 
 
+def check_scores(scores: np.ndarray, n_targets: int, n_train: int, source: str) -> None:
+    """Attribution scores must be finite, float (T, n_train)."""
+    if scores.shape != (n_targets, n_train):
+        raise InputError(f"{source}: scores of shape {scores.shape}, expected ({n_targets}, {n_train})")
+    if not np.isfinite(scores).all():
+        raise InputError(f"{source}: scores contain NaN or inf")
+
+
 def l2_similarity(targets: np.ndarray, evaluate: np.ndarray) -> np.ndarray:
     """Negative Euclidean distances float64 (T, n) of ``evaluate`` (n, d) to ``targets`` (T, d)."""
     t, e = targets.astype(np.float64), evaluate.astype(np.float64)

@@ -201,7 +201,7 @@ def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Pat
     """
     from databrittle.datasets import load_split
     from databrittle.methods import is_attribution
-    from databrittle.rank import check_features, check_pools, rank_by_similarity, rank_targets
+    from databrittle.rank import check_features, check_pools, check_scores, rank_by_similarity, rank_targets
     from databrittle.reference import read_targets
 
     spec = parse_method(method)
@@ -216,6 +216,7 @@ def rank_method(method: str, train_data: Path, test_data: Path, targets_csv: Pat
             check_pools(spec, train_labels, target_labels, k)
             scores = _baseline_scores(method, train_images, train_labels, test_images[target_ids], target_labels,
                                       baseline, seed, target_ids, len(test_labels))
+            check_scores(scores, len(target_ids), len(train_labels), f"method '{method}'")
             result = rank_by_similarity(spec, scores, train_labels, target_labels, k)
         else:
             train_f = target_f = None

@@ -19,7 +19,7 @@ include: "workflow/rules/common.smk"
 wildcard_constraints:
     metric="|".join(METRICS),
     method="|".join(METHODS),
-    extractor="|".join(["moco", "supervised"]),
+    extractor="|".join(EXTRACTOR_NAMES),
     arch="[a-z0-9_]+",
     step=r"\d+",
 

@@ -30,7 +30,9 @@ def test_default_and_test_configs_are_valid():
         (lambda c: c["lds"].update(alpha=1.5), "config key 'lds.alpha': value 1.5 is invalid: must be < 1"),
         (lambda c: c.update(device="gpu"), "config key 'device': value 'gpu' is invalid"),
         (lambda c: c["ssl"].pop("epochs"), "config key 'ssl.epochs': required key is missing"),
-        (lambda c: c.update(methods=["esvm-dino"]), "config key 'methods': method 'esvm-dino': not in the registry"),
+        (lambda c: c.update(methods=["esvm-swav"]), "config key 'methods': method 'esvm-swav': not in the registry"),
+        (lambda c: (c["ssl"].pop("byol"), c.update(methods=["l2-byol"])), "config key 'ssl.byol': missing"),
+        (lambda c: c["ssl"]["dino"].pop("output_dim"), "config key 'ssl.dino.output_dim': required key is missing"),
         (lambda c: c["counterfactual"].update(epochs="ten"), "config key 'counterfactual.epochs': value 'ten'"),
         (lambda c: c["bisection"].update(k=16.0), "config key 'bisection.k': value 16.0 is invalid: must be of type integer"),
         (lambda c: c["data"].update(test_fraction=0.999), "config key 'data.test_fraction': value 0.999 is invalid"),
@@ -63,7 +65,9 @@ def test_parse_method():
     assert parse_method("random").extractor is None
     spec = parse_method("cosine-supervised-allclass")
     assert (spec.similarity, spec.extractor, spec.pool) == ("cosine", "supervised", "all_classes")
-    for bad in ("cos-moco", "esvm-moco-sameclass", "esvm", "random-moco"):
+    for name, extractor in (("l2-simclr", "simclr"), ("esvm-byol-allclass", "byol"), ("cosine-dino", "dino")):
+        assert parse_method(name).extractor == extractor
+    for bad in ("cos-moco", "esvm-moco-sameclass", "esvm", "random-moco", "esvm-swav"):
         with pytest.raises(InputError, match=f"method '{bad}': not in the registry"):
             parse_method(bad)
 

@@ -1,4 +1,5 @@
-"""Tests of the augmentations, the Lightly MoCo / supervised extractors, checkpoints and features."""
+"""Tests of the augmentations, the Lightly SSL (MoCo, SimCLR, BYOL, DINO) and supervised extractors,
+checkpoints and features."""
 
 from __future__ import annotations
 
@@ -10,12 +11,20 @@ from sklearn.datasets import load_digits
 from databrittle.augment import DigitAugment, random_erase, to_float_nchw
 from databrittle.errors import InputError
 from databrittle.features import extract_features, knn_accuracy
-from databrittle.ssl import load_checkpoint, save_checkpoint, train_moco, train_supervised
+from databrittle.config import training_section
+from databrittle.ssl import load_checkpoint, save_checkpoint, train_ssl, train_supervised
 
 CPU = torch.device("cpu")
 BACKBONE = {"name": "resnet_small", "width": 8}
-SSL = {"method": "moco", "epochs": 6, "batch_size": 64, "lr": 0.06, "weight_decay": 0.0005, "temperature": 0.1,
-       "queue_size": 128, "momentum": 0.99, "projection_dim": 16, "feature_layer": "backbone", "knn_k": 5}
+SSL_SECTION = {"epochs": 6, "batch_size": 64, "lr": 0.06, "weight_decay": 0.0005, "projection_dim": 16,
+               "feature_layer": "backbone",
+               "moco": {"temperature": 0.1, "queue_size": 128, "momentum": 0.99},
+               "simclr": {"temperature": 0.5},
+               "byol": {"momentum": 0.99, "hidden_dim": 32},
+               "dino": {"momentum": 0.996, "hidden_dim": 32, "bottleneck_dim": 12, "output_dim": 48,
+                        "teacher_temp": 0.04, "warmup_teacher_temp": 0.04, "warmup_teacher_temp_epochs": 0,
+                        "student_temp": 0.1, "center_momentum": 0.9, "freeze_last_layer": 1}}
+SSL = training_section(SSL_SECTION, "moco")
 SUP = {"epochs": 2, "batch_size": 64, "lr": 0.05, "weight_decay": 0.0005}
 
 
@@ -30,7 +39,7 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def moco(digits):
     images, _ = digits
-    return train_moco(images, None, backbone_cfg=BACKBONE, ssl_cfg=SSL, seed=3, device=CPU)
+    return train_ssl("moco", images, None, backbone_cfg=BACKBONE, ssl_cfg=SSL, seed=3, device=CPU)
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +102,10 @@ def test_moco_is_deterministic_and_leaves_global_rng_alone(digits, moco):
     images, _ = digits
     ssl_cfg = dict(SSL, epochs=1)
     state = torch.get_rng_state()
-    first, _ = train_moco(images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=3, device=CPU)
+    first, _ = train_ssl("moco", images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=3, device=CPU)
     assert torch.equal(torch.get_rng_state(), state)
-    second, _ = train_moco(images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=3, device=CPU)
-    other, _ = train_moco(images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=4, device=CPU)
+    second, _ = train_ssl("moco", images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=3, device=CPU)
+    other, _ = train_ssl("moco", images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=ssl_cfg, seed=4, device=CPU)
     for key, value in first["backbone"].items():
         assert torch.equal(value, second["backbone"][key]), key
     assert not torch.equal(first["backbone"]["stem.0.weight"], other["backbone"]["stem.0.weight"])
@@ -120,6 +129,53 @@ def test_checkpoint_round_trip_gives_identical_features(tmp_path, digits, moco):
     # row i is image i (up to float rounding from a different batch composition)
     single = extract_features(loaded, images[7:8], layer="backbone", device=CPU)
     np.testing.assert_allclose(single[0], features["backbone"][7], rtol=1e-4, atol=1e-5)
+
+
+def test_training_section_merges_shared_keys_and_overrides():
+    section = training_section(dict(SSL_SECTION, byol={"momentum": 0.9, "hidden_dim": 8, "lr": 0.2}), "byol")
+    assert section == {"epochs": 6, "batch_size": 64, "lr": 0.2, "weight_decay": 0.0005, "projection_dim": 16,
+                       "momentum": 0.9, "hidden_dim": 8}
+    with pytest.raises(InputError, match=r"ssl\.dino"):
+        training_section({k: v for k, v in SSL_SECTION.items() if k != "dino"}, "dino")
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol", "dino"])
+def test_other_ssl_methods_train_and_give_features(tmp_path, digits, method):
+    """Appendix A.3's extractors: each trains (finite, decreasing loss), its checkpoint loads
+    with weights_only, and both feature layers come out with the documented shapes."""
+    images, labels = digits
+    section = dict(training_section(SSL_SECTION, method), epochs=4)
+    payload, history = train_ssl(method, images, None, backbone_cfg=BACKBONE, ssl_cfg=section, seed=3, device=CPU)
+    assert payload["config"]["method"] == method and set(payload) == {"backbone", "projection", "config"}
+    assert len(history["loss"]) == 4 and all(np.isfinite(history["loss"]))
+    assert history["loss"][-1] < history["loss"][0]
+    assert ("momentum" in history) == (method != "simclr")
+    if method != "simclr":
+        assert history["momentum"][-1] == pytest.approx(1.0)
+    path = tmp_path / f"{method}.pt"
+    save_checkpoint(path, payload)
+    loaded = load_checkpoint(path)
+    backbone = extract_features(loaded, images, layer="backbone", device=CPU)
+    projection = extract_features(loaded, images, layer="projection", device=CPU)
+    assert backbone.shape == (len(images), 8 * BACKBONE["width"])
+    expected_dim = SSL_SECTION["dino"]["bottleneck_dim"] if method == "dino" else SSL_SECTION["projection_dim"]
+    assert projection.shape == (len(images), expected_dim)
+    assert np.isfinite(projection).all()
+    if method == "dino":  # the l2-normalised bottleneck, not the prototype scores
+        np.testing.assert_allclose(np.linalg.norm(projection, axis=1), 1.0, rtol=1e-5)
+    # features carry class information after a few epochs (10 classes: chance 0.1)
+    assert knn_accuracy(backbone[:200], labels[:200], backbone[200:], labels[200:], 5) > 0.5
+    again, _ = train_ssl(method, images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=dict(section, epochs=1), seed=3,
+                         device=CPU)
+    twice, _ = train_ssl(method, images[:100], None, backbone_cfg=BACKBONE, ssl_cfg=dict(section, epochs=1), seed=3,
+                         device=CPU)
+    for key, value in again["backbone"].items():
+        assert torch.equal(value, twice["backbone"][key]), key
+
+
+def test_unknown_ssl_method_is_input_error(digits):
+    with pytest.raises(InputError, match="swav"):
+        train_ssl("swav", digits[0], None, backbone_cfg=BACKBONE, ssl_cfg=SSL, seed=0, device=CPU)
 
 
 def test_truncated_or_missing_checkpoint_is_input_error(tmp_path, supervised):

@@ -138,3 +138,27 @@ def test_bad_config_is_named_before_any_training(tmp_path, old, new, message):
     assert message in result.stdout + result.stderr
     trained = [p for p in tmp_path.rglob("results/*/*/*") if p.suffix in (".pt", ".npy")]
     assert trained == []
+
+
+def test_every_ssl_extractor_runs_through_the_dag_to_its_rankings(tmp_path):
+    """Appendix A.3's extractors (SimCLR, BYOL, DINO) through the real DAG on the tiny config:
+    one SSL job each (ssl/{method}.pt), their features, and the rankings of a method on each."""
+    import numpy as np
+
+    prepare(tmp_path)
+    config = tmp_path / "config" / "test.yaml"
+    methods = ["l2-simclr", "esvm-byol", "cosine-dino-allclass"]
+    text = re.sub(r"(?m)^methods: .*$", f"methods: [{', '.join(methods)}]", config.read_text())
+    config.write_text(text)
+    targets = [f"results/digits/rankings/{m}.npy" for m in methods]
+    result = snakemake(tmp_path, *targets, config=config, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = tmp_path / "results" / "digits"
+    assert sorted(p.name for p in (results / "ssl").glob("*.pt")) == ["byol.pt", "dino.pt", "simclr.pt"]
+    for method in methods:
+        rankings = np.load(results / "rankings" / f"{method}.npy")
+        assert rankings.shape == (4, 16) and len(set(rankings[0])) == 16
+    labels = np.load(results / "data" / "train.npz")["labels"]
+    target_classes = pd.read_csv(results / "targets.csv")["label"].to_numpy()
+    same_class = np.load(results / "rankings" / "esvm-byol.npy")
+    assert (labels[same_class] == target_classes[:, None]).all()

@@ -82,7 +82,7 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def _check_consistency(config: dict[str, Any]) -> None:
     """Cross-key checks the schema cannot express (data-independent)."""
-    from databrittle.methods import parse_method
+    from databrittle.methods import SSL_METHODS, extractors_used, parse_method
 
     methods = config["methods"]
     if len(set(methods)) != len(methods):
@@ -92,6 +92,9 @@ def _check_consistency(config: dict[str, Any]) -> None:
             parse_method(method)
         except InputError as error:
             raise InputError(f"config key 'methods': {error}") from None
+    for extractor in extractors_used(methods):
+        if extractor in SSL_METHODS:
+            training_section(config["ssl"], extractor)
     datamodels = config["datamodels"]
     if datamodels.get("source", "train") == "public" and "public" not in datamodels:
         raise InputError("config key 'datamodels.public': required when datamodels.source is public")
@@ -101,6 +104,35 @@ def _check_consistency(config: dict[str, Any]) -> None:
                          f"counterfactual.epochs ({recipe['epochs']})")
     if recipe["arch"] == "mlp" and recipe.get("arch_options"):
         raise InputError("config key 'counterfactual.arch_options': not used by arch mlp (use hidden)")
+
+
+SSL_SHARED_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "projection_dim")
+"""Training keys of the ``ssl`` section that every SSL method shares (and may override)."""
+
+SSL_METHOD_KEYS: dict[str, tuple[str, ...]] = {
+    "moco": ("temperature", "queue_size", "momentum"),
+    "simclr": ("temperature",),
+    "byol": ("momentum", "hidden_dim"),
+    "dino": ("momentum", "hidden_dim", "bottleneck_dim", "output_dim", "teacher_temp", "warmup_teacher_temp",
+             "warmup_teacher_temp_epochs", "student_temp", "center_momentum", "freeze_last_layer"),
+}
+"""The method-specific keys of each ``ssl.<method>`` section (the schema requires them)."""
+
+
+def training_section(ssl_config: dict[str, Any], method: str) -> dict[str, Any]:
+    """The keys that shape SSL ``method``'s training: the shared ``ssl`` keys, then
+    ``ssl.<method>`` (which may override them). ``feature_layer`` and other methods'
+    sections are left out, so changing them never retrains this extractor.
+
+    Raises:
+        InputError: naming ``ssl.<method>`` when the config has no section for it.
+    """
+    if method not in SSL_METHOD_KEYS:
+        raise ValueError(f"unknown SSL method {method!r} (expected one of {list(SSL_METHOD_KEYS)})")
+    if not isinstance(ssl_config.get(method), dict):
+        raise InputError(f"config key 'ssl.{method}': missing; a listed method uses the {method} extractor "
+                         f"(keys: {', '.join(SSL_METHOD_KEYS[method])})")
+    return {**{key: ssl_config[key] for key in SSL_SHARED_KEYS}, **ssl_config[method]}
 
 
 def canonical(value: Any) -> Any:

@@ -5,9 +5,10 @@ network". DESIGN.md section 1 leaves the layer to the config (``ssl.feature_laye
 
 - ``backbone``: the penultimate, globally average-pooled backbone output, ``8 * width``
   dimensions (512-d for the paper's ResNet-18; 256-d for the default SmallResNet);
-- ``projection``: the MoCo projection head's output (``ssl.projection_dim``; Lightly's
-  CIFAR-10 MoCo head gives the paper's "128-dimensional" features). Only SSL payloads
-  have a projection head.
+- ``projection``: the SSL projection head's output (``ssl.projection_dim``; Lightly's
+  CIFAR-10 MoCo head gives the paper's "128-dimensional" features; for DINO the
+  normalised bottleneck, see :mod:`databrittle.ssl_objectives`). Only SSL payloads have
+  a projection head.
 
 Features are computed in eval mode (BatchNorm running statistics), without augmentation,
 in fixed-size batches in dataset order, so the same payload and images give identical
@@ -25,7 +26,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from databrittle.augment import to_float_nchw
 from databrittle.errors import InputError
 from databrittle.models import build_backbone
-from databrittle.ssl import build_moco_modules
+from databrittle.ssl import build_ssl_modules
+from databrittle.ssl_objectives import SSL_METHODS, projection_features
 
 LAYERS = ("backbone", "projection")
 
@@ -37,13 +39,13 @@ def _modules(payload: dict[str, Any], layer: str) -> list[torch.nn.Module]:
     try:
         config = payload["config"]
         method = config["method"]
-        if method == "moco":
+        if method in SSL_METHODS:
             with torch.random.fork_rng(devices=[]):  # init draws are overwritten; keep global RNG untouched
-                backbone, projection = build_moco_modules(config)
+                backbone, projection = build_ssl_modules(config)
             projection.load_state_dict(payload["projection"])
         else:
             if layer == "projection":
-                raise InputError(f"feature layer 'projection' exists only for self-supervised (MoCo) payloads; "
+                raise InputError(f"feature layer 'projection' exists only for self-supervised payloads; "
                                  f"this payload is {method!r}: use layer 'backbone'")
             b = config["backbone"]
             with torch.random.fork_rng(devices=[]):
@@ -55,7 +57,20 @@ def _modules(payload: dict[str, Any], layer: str) -> list[torch.nn.Module]:
             raise
         reason = (str(error).strip().splitlines() or [""])[0][:200]
         raise InputError(f"checkpoint payload does not match its config ({type(error).__name__}: {reason})") from None
-    return [backbone] if layer == "backbone" else [backbone, projection]
+    if layer == "backbone":
+        return [backbone]
+    return [backbone, _ProjectionLayer(method, projection)]
+
+
+class _ProjectionLayer(torch.nn.Module):
+    """The "projection" feature layer of an SSL head (:func:`projection_features`)."""
+
+    def __init__(self, method: str, head: torch.nn.Module) -> None:
+        super().__init__()
+        self.method, self.head = method, head
+
+    def forward(self, backbone_features: torch.Tensor) -> torch.Tensor:
+        return projection_features(self.method, self.head, backbone_features)
 
 
 @torch.no_grad()
@@ -64,11 +79,12 @@ def extract_features(payload: dict[str, Any], images: np.ndarray, *, layer: str,
     """Features of ``images`` under the extractor in ``payload``.
 
     Args:
-        payload: a checkpoint payload from :func:`databrittle.ssl.train_moco` /
+        payload: a checkpoint payload from :func:`databrittle.ssl.train_ssl` /
             :func:`databrittle.ssl.train_supervised` (or :func:`databrittle.ssl.load_checkpoint`).
         images: uint8 ``(n, h, w, c)``; ``c`` must match the payload's backbone.
         layer: ``"backbone"`` (penultimate pooled features, ``(n, 8 * width)``) or
-            ``"projection"`` (MoCo projection head output, ``(n, projection_dim)``; SSL
+            ``"projection"`` (SSL projection layer, ``(n, projection_dim)`` or DINO's
+            ``(n, bottleneck_dim)``; SSL
             payloads only).
         device: where to compute.
         batch_size: images per forward pass (fixed, so results do not depend on ``n``'s

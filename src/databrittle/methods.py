@@ -6,7 +6,8 @@ A method name is one of
 - ``trak``, ``datamodels``, ``gradcos``: attribution baselines
   (:mod:`databrittle.baselines.run`), ranking every training image by its score;
 - ``{similarity}-{extractor}`` or ``{similarity}-{extractor}-allclass``: a similarity
-  (``esvm``, ``l2``, ``cosine``) on the features of an extractor (``moco``, ``supervised``)
+  (``esvm``, ``l2``, ``cosine``) on the features of an extractor (``moco``, ``simclr``,
+  ``byol``, ``dino`` -- paper section 3 and appendix A.3 -- or ``supervised``)
   over the target's same-class candidates (paper A.4's default) or over every training
   image (``-allclass``, paper A.4 / Fig. 11).
 
@@ -21,7 +22,9 @@ from dataclasses import dataclass
 from databrittle.errors import InputError
 
 SIMILARITIES = ("esvm", "l2", "cosine")
-EXTRACTORS = ("moco", "supervised")
+SSL_METHODS = ("moco", "simclr", "byol", "dino")
+"""Self-supervised extractors (paper section 3 and appendix A.3; :mod:`databrittle.ssl_objectives`)."""
+EXTRACTORS = (*SSL_METHODS, "supervised")
 POOLS = {"": "same_class", "allclass": "all_classes"}
 BASELINES = ("random", "trak", "datamodels", "gradcos")
 

@@ -1,21 +1,20 @@
-"""Feature extractors: MoCo trained with Lightly, and its supervised counterpart.
+"""Feature extractors: self-supervised (Lightly) and their supervised counterpart.
 
 Paper section 3 ("Feature extractor") and section 4.1: the paper trains a ResNet-18 with
 MoCo (He et al., 2020) for 800 epochs on CIFAR-10 using the Lightly benchmark code, and
-compares it with the same network trained with labels ("Supervised" in fig. 2). This
-module does the same with the pieces of the Lightly library (1.5/1.6 API):
+compares it with the same network trained with labels ("Supervised" in fig. 2) and with
+BYOL, SimCLR and DINO (appendix A.3). :func:`train_ssl` is the one training loop of the
+four SSL methods (heads, teachers and losses in :mod:`databrittle.ssl_objectives`):
 
-- query encoder: :func:`databrittle.models.build_backbone` +
-  ``lightly.models.modules.MoCoProjectionHead(feature_dim, feature_dim, projection_dim)``
-  (hidden width = feature width, as Lightly's CIFAR-10 benchmark uses 512-512-128 for a
-  ResNet-18);
-- key encoder: a ``deepcopy`` of both, frozen with ``lightly.models.utils.deactivate_requires_grad``
-  and updated by ``lightly.models.utils.update_momentum`` with a momentum that rises from
-  ``ssl.momentum`` to 1 along ``lightly.utils.scheduler.cosine_schedule`` (BYOL/MoCo-v3 style);
-- loss: ``lightly.loss.NTXentLoss(temperature, memory_bank_size=(queue_size, projection_dim))``
-  -- InfoNCE against a queue of past keys (Lightly >= 1.5 wants the bank size as a
-  ``(num_features, dim)`` tuple; ``queue_size: 0`` gives in-batch negatives as in SimCLR);
-- SGD (momentum 0.9, config weight decay) with a per-step cosine learning-rate decay to 0.
+- SGD (momentum 0.9, config weight decay) with a per-step cosine learning-rate decay to 0
+  (``lightly.utils.scheduler.cosine_schedule``); teachers (MoCo's key encoder, BYOL's and
+  DINO's teacher) follow the student by ``lightly.models.utils.update_momentum`` with a
+  momentum that rises from the method's ``momentum`` to 1 along the same cosine
+  (BYOL/MoCo-v3 style);
+- MoCo: ``MoCoProjectionHead(feature_dim, feature_dim, projection_dim)`` (hidden width =
+  feature width, as Lightly's CIFAR-10 benchmark uses 512-512-128 for a ResNet-18) and
+  ``lightly.loss.NTXentLoss(temperature, memory_bank_size=(queue_size, projection_dim))``
+  -- InfoNCE against a queue of past keys (``queue_size: 0`` gives in-batch negatives).
 
 Deviations from the paper, for the default digits dataset (DESIGN.md section 6):
 
@@ -30,9 +29,9 @@ Deviations from the paper, for the default digits dataset (DESIGN.md section 6):
   the first call's keys in the queue -- including the key of the query's own view, a
   near-duplicate used as a negative. One call reads the queue before enqueuing either.
   No shuffle-BN: on one device the batch statistics are over the whole batch anyway.
-- the queue is filled with real keys before the first step instead of starting from
-  Lightly's random unit vectors (see :func:`_warm_queue`: without it, the default digits
-  run partly collapses).
+- MoCo's queue is filled with real keys before the first step instead of starting from
+  Lightly's random unit vectors (see :func:`databrittle.ssl_objectives._warm_queue`:
+  without it, the default digits run partly collapses).
 
 Determinism (DESIGN.md section 5): given ``seed``, weights are initialised under
 ``torch.manual_seed(derive_seed(seed, ..., "init"))`` inside :func:`torch.random.fork_rng`
@@ -43,7 +42,6 @@ On CPU with the same number of threads, a rerun gives bit-identical weights.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
@@ -54,9 +52,6 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from lightly.loss import NTXentLoss
-from lightly.models.modules import MoCoProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 
 from databrittle.augment import DigitAugment, to_float_nchw
@@ -64,6 +59,7 @@ from databrittle.errors import InputError
 from databrittle.io import atomic_path
 from databrittle.models import SmallResNet, build_backbone
 from databrittle.seeds import derive_seed
+from databrittle.ssl_objectives import OBJECTIVES, build_head
 
 SGD_MOMENTUM = 0.9
 """Heavy-ball momentum of the SGD optimiser (MoCo paper, Lightly benchmark)."""
@@ -132,129 +128,95 @@ def _backbone_config(backbone_cfg: dict[str, Any], images: np.ndarray) -> dict[s
             "in_channels": int(images.shape[3])}
 
 
-def build_moco_modules(config: dict[str, Any]) -> tuple[SmallResNet, MoCoProjectionHead]:
-    """The (untrained) backbone and projection head described by a payload's ``config``."""
+def build_ssl_modules(config: dict[str, Any]) -> tuple[SmallResNet, nn.Module]:
+    """The (untrained) backbone and ``projection`` head described by a payload's ``config``."""
     b = config["backbone"]
     backbone = build_backbone(b["name"], in_channels=b["in_channels"], width=b["width"])
-    p = config["projection"]
-    return backbone, MoCoProjectionHead(p["input_dim"], p["hidden_dim"], p["output_dim"])
+    return backbone, build_head(config["method"], config["projection"])
 
 
-def train_moco(images: np.ndarray, labels: np.ndarray | None = None, *, backbone_cfg: dict[str, Any],
-               ssl_cfg: dict[str, Any], seed: int, device: torch.device,
-               augment: DigitAugment | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train a MoCo feature extractor with Lightly on ``images`` (labels are not used).
+def train_ssl(method: str, images: np.ndarray, labels: np.ndarray | None = None, *, backbone_cfg: dict[str, Any],
+              ssl_cfg: dict[str, Any], seed: int, device: torch.device,
+              augment: DigitAugment | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train a self-supervised feature extractor with Lightly on ``images`` (labels unused).
 
     Args:
+        method: ``moco`` (paper section 3), ``simclr``, ``byol`` or ``dino`` (appendix A.3);
+            see :mod:`databrittle.ssl_objectives` for each one's heads and loss.
         images: uint8 ``(n, h, w, c)``, the training split.
         labels: ignored (accepted so that both trainers share a call signature).
         backbone_cfg: the config's ``backbone`` section (``name``, ``width``).
-        ssl_cfg: the config's ``ssl`` section (``epochs``, ``batch_size``, ``lr``,
-            ``weight_decay``, ``temperature``, ``queue_size``, ``momentum``,
-            ``projection_dim``; other keys are recorded only).
+        ssl_cfg: the method's training section: the shared ``ssl`` keys (``epochs``,
+            ``batch_size``, ``lr``, ``weight_decay``, ``projection_dim``) merged with
+            ``ssl.<method>`` (:data:`~databrittle.ssl_objectives.METHOD_KEYS`); other keys
+            are recorded only.
         seed: seed of this model (derive it from the base seed, e.g.
-            ``derive_seed(base, "ssl", "moco")``); sub-seeds for init, data order and
-            augmentation are derived from it.
+            ``derive_seed(base, "extractor", method)``); sub-seeds for init, data order and
+            augmentation are derived from it and ``method``.
         device: where to train.
         augment: the view augmentation (default :class:`DigitAugment` with its defaults).
 
     Returns:
         ``(payload, history)``: payload ``{"backbone": state_dict, "projection": state_dict,
-        "config": {...}}`` (plain types only, loadable with ``weights_only=True``; the key
-        encoder is not kept), and history ``{"loss": [per-epoch mean loss], "lr": [...],
-        "momentum": [...], "steps": int, "wall_seconds": float}``.
+        "config": {...}}`` (plain types only, loadable with ``weights_only=True``; teachers,
+        BYOL's predictor and DINO's prototype-layer gradients are not kept: the payload
+        holds what feature extraction needs), and history ``{"loss": [per-epoch mean
+        loss], "lr": [...], "momentum": [...] (methods with a teacher), "steps": int,
+        "wall_seconds": float}``.
     """
     _check_images(images, None)
+    if method not in OBJECTIVES:
+        raise InputError(f"SSL method {method!r}: expected one of {list(OBJECTIVES)}")
     augment = augment or DigitAugment()
     epochs, batch_size = int(ssl_cfg["epochs"]), int(ssl_cfg["batch_size"])
     lr0, weight_decay = float(ssl_cfg["lr"]), float(ssl_cfg["weight_decay"])
-    momentum0, temperature = float(ssl_cfg["momentum"]), float(ssl_cfg["temperature"])
-    queue_size, projection_dim = int(ssl_cfg["queue_size"]), int(ssl_cfg["projection_dim"])
-    config: dict[str, Any] = {"method": "moco", "backbone": _backbone_config(backbone_cfg, images)}
+    config: dict[str, Any] = {"method": method, "backbone": _backbone_config(backbone_cfg, images)}
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "moco", "init"))
+        torch.manual_seed(derive_seed(seed, method, "init"))
         b = config["backbone"]
         backbone = build_backbone(b["name"], in_channels=b["in_channels"], width=b["width"])
-        feature_dim = backbone.feature_dim
-        config["projection"] = {"input_dim": feature_dim, "hidden_dim": feature_dim, "output_dim": projection_dim}
-        projection = MoCoProjectionHead(feature_dim, feature_dim, projection_dim)
-        backbone_key, projection_key = copy.deepcopy(backbone), copy.deepcopy(projection)
-        deactivate_requires_grad(backbone_key)
-        deactivate_requires_grad(projection_key)
-        # The queue starts as random unit vectors drawn from the (forked, seeded) global RNG.
-        criterion = NTXentLoss(temperature=temperature,
-                               memory_bank_size=(queue_size, projection_dim) if queue_size > 0 else 0)
-    for module in (backbone, projection, backbone_key, projection_key, criterion):
+        objective = OBJECTIVES[method](backbone, ssl_cfg)
+    config["projection"] = objective.spec
+    for module in objective.modules():
         module.to(device).train()
-    params = [*backbone.parameters(), *projection.parameters()]
+    params = [p for module in objective.trainable() for p in module.parameters()]
     optimizer = torch.optim.SGD(params, lr=lr0, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
-    order_gen, augment_gen = _generators(seed, "moco")
+    order_gen, augment_gen = _generators(seed, method)
     x_all = to_float_nchw(images).to(device)
     n = x_all.shape[0]
     total_steps = epochs * _steps_per_epoch(n, batch_size)
-    history: dict[str, Any] = {"loss": [], "lr": [], "momentum": []}
-    if queue_size > 0:
-        _warm_queue(criterion, backbone_key, projection_key, x_all, batch_size, augment, augment_gen, queue_size)
+    momentum0 = float(ssl_cfg["momentum"]) if objective.uses_momentum else None
+    history: dict[str, Any] = {"loss": [], "lr": [], **({"momentum": []} if momentum0 is not None else {})}
+    objective.prepare(x_all, batch_size, augment, augment_gen)
     step = 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         loss_sum, seen = 0.0, 0
         for index in _batches(n, batch_size, order_gen):
             lr = cosine_schedule(step, total_steps, lr0, 0.0)
-            momentum = cosine_schedule(step, total_steps, momentum0, 1.0)
             _set_lr(optimizer, lr)
-            update_momentum(backbone, backbone_key, momentum)
-            update_momentum(projection, projection_key, momentum)
+            if momentum0 is not None:
+                momentum = cosine_schedule(step, total_steps, momentum0, 1.0)
+                objective.update_teacher(momentum)
             x = x_all[index.to(device)]
-            views = torch.cat([augment(x, augment_gen), augment(x, augment_gen)])
-            queries = projection(backbone(views))
-            with torch.no_grad():
-                keys = projection_key(backbone_key(views))
-            b = x.shape[0]
-            # symmetric InfoNCE in one call: q(v0) <-> k(v1) and q(v1) <-> k(v0)
-            loss = criterion(queries, torch.cat([keys[b:], keys[:b]]))
+            loss = objective.loss(torch.cat([augment(x, augment_gen), augment(x, augment_gen)]), epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            objective.after_backward(epoch)
             optimizer.step()
-            loss_sum += float(loss.detach()) * b
-            seen += b
+            loss_sum += float(loss.detach()) * x.shape[0]
+            seen += x.shape[0]
             step += 1
         history["loss"].append(loss_sum / seen)
         history["lr"].append(lr)
-        history["momentum"].append(momentum)
+        if momentum0 is not None:
+            history["momentum"].append(momentum)
     history["steps"] = step
     history["wall_seconds"] = round(time.perf_counter() - started, 3)
     config.update({"ssl": _plain(dict(ssl_cfg)), "augment": augment.as_dict(), "seed": int(seed),
                    "n_train": int(n), "image_shape": [int(s) for s in images.shape[1:]]})
-    payload = {"backbone": _cpu_state(backbone), "projection": _cpu_state(projection), "config": config}
+    payload = {"backbone": _cpu_state(backbone), "projection": _cpu_state(objective.head), "config": config}
     return payload, history
-
-
-@torch.no_grad()
-def _warm_queue(criterion: NTXentLoss, backbone_key: nn.Module, projection_key: nn.Module, x_all: torch.Tensor,
-                batch_size: int, augment: DigitAugment, generator: torch.Generator, queue_size: int) -> None:
-    """Fill the loss's queue with real keys before step 0.
-
-    Lightly's ``MemoryBankModule`` starts the queue as random unit vectors. Against such
-    negatives the query encoder can lower the loss by mapping every image to one
-    direction; once the queue has filled with those keys the loss sits at
-    ``log(queue_size + 1)`` (all logits equal) and learning stalls. On digits with the
-    default config this happened (kNN accuracy 0.947 instead of 0.972; with ``momentum:
-    0.9`` or ``lr: 0.12`` the loss ended exactly at log(2049) = 7.625). Filling the queue
-    first with keys of the (initial) key encoder on augmented views -- images taken in
-    dataset order, cycling when the queue is longer than the dataset -- removes that
-    shortcut; the augmentation generator supplies the views, so this stays deterministic.
-    """
-    bank = criterion.memory_bank
-    filled, start = 0, 0
-    n = x_all.shape[0]
-    while filled < queue_size:
-        index = torch.arange(start, start + batch_size) % n
-        start = (start + batch_size) % n
-        keys = F.normalize(projection_key(backbone_key(augment(x_all[index.to(x_all.device)], generator))), dim=1)
-        keys = keys[: queue_size - filled]
-        bank(keys, update=True)
-        filled += keys.shape[0]
 
 
 def train_supervised(images: np.ndarray, labels: np.ndarray, *, backbone_cfg: dict[str, Any],

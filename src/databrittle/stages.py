@@ -73,7 +73,7 @@ def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
 def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Path, sidecar: Path, *,
                     backbone: dict[str, Any], section: dict[str, Any], seed: int, device: str,
                     torch_threads: int = 1) -> None:
-    """Train the SSL (``kind="moco"``) or supervised extractor and save its checkpoint.
+    """Train an SSL (``kind`` moco, simclr, byol, dino) or the supervised extractor; save its checkpoint.
 
     ``torch_threads`` is fixed by the rule (not by ``--cores``): float sums depend on the
     thread count, so this keeps a rerun's numbers identical whatever the machine's cores.
@@ -94,8 +94,8 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
             payload, history = ssl.train_supervised(images, labels, backbone_cfg=backbone, sup_cfg=section,
                                                     seed=train_seed, device=torch_device)
         else:
-            payload, history = ssl.train_moco(images, None, backbone_cfg=backbone, ssl_cfg=section,
-                                              seed=train_seed, device=torch_device)
+            payload, history = ssl.train_ssl(kind, images, None, backbone_cfg=backbone, ssl_cfg=section,
+                                             seed=train_seed, device=torch_device)
         ssl.save_checkpoint(checkpoint, payload)
         knn = _backbone_knn(payload, (images, labels), load_split(test_data), torch_device)
         write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed,

@@ -2,8 +2,8 @@
 import sys
 from functools import partial
 
-from databrittle.config import canonical, validate_config
-from databrittle.methods import extractors_used, is_attribution, parse_method
+from databrittle.config import canonical, training_section, validate_config
+from databrittle.methods import EXTRACTORS as EXTRACTOR_NAMES, SSL_METHODS, extractors_used, is_attribution, parse_method
 from databrittle.errors import InputError
 from databrittle.provenance import code_hash
 
@@ -97,9 +97,9 @@ def previous_steps(wildcards, slots):
     return [step_file(slot, step - 1).format(**wildcards) for slot in slots]
 
 
-def ssl_training_section():
-    """The ssl keys that shape training (feature_layer only matters for feature extraction)."""
-    return {key: value for key, value in config["ssl"].items() if key != "feature_layer"}
+def ssl_training_section(wildcards):
+    """The ssl keys that shape this extractor's training (shared keys + ssl.<method>)."""
+    return canonical(training_section(config["ssl"], wildcards.ssl))
 
 
 def baseline_params(wildcards):

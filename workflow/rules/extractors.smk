@@ -6,16 +6,16 @@ rule ssl:
         checkpoint=f"{RESULTS}/ssl/{{ssl}}.pt",
         sidecar=f"{RESULTS}/ssl/{{ssl}}.json",
     wildcard_constraints:
-        ssl="moco",
+        ssl="|".join(SSL_METHODS),
     params:
         stage="train_extractor",
         kind="{ssl}",
         backbone=config["backbone"],
-        section=ssl_training_section(),
+        section=ssl_training_section,
         seed=config["seed"],
         device=config["device"],
         torch_threads=2,
-        code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
+        code=code("ssl", "ssl_objectives", "augment", "models", "features", "datasets", "device", "seeds"),
     threads: 2
     log:
         f"{LOGS}/ssl/{{ssl}}.log",
@@ -63,7 +63,7 @@ rule features:
         stage="extract_features",
         layer=feature_layer,
         device=config["device"],
-        code=code("ssl", "models", "features", "datasets", "device"),
+        code=code("ssl", "ssl_objectives", "models", "features", "datasets", "device"),
     log:
         f"{LOGS}/features/{{extractor}}.log",
     benchmark:

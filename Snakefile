@@ -40,3 +40,4 @@ rule all:
         rules.fig3.input,
         rules.table_auc.input,
         rules.table_lds.input,
+        rules.figA3.input if FIGA3 else [],

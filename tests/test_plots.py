@@ -49,3 +49,18 @@ def test_write_table(tmp_path):
     assert r"ours & 0.312 & 1 \\" in tex
     assert r"TRAK\_v2 & 0.355 & 100 \\" in tex
     assert r"\caption{LDS \& AUC}" in tex and r"\label{tab:table1}" in tex
+
+
+def test_method_styles_tell_extractors_apart_in_the_appendix_figure():
+    from databrittle.stages import method_styles
+
+    methods = ["esvm-moco", "l2-moco", "esvm-byol", "l2-dino", "esvm-supervised", "cosine-simclr-allclass"]
+    by_similarity = method_styles(methods)
+    assert by_similarity["esvm-moco"] == by_similarity["esvm-byol"]  # Figs. 2/3: colour = similarity
+    assert by_similarity["esvm-supervised"]["linestyle"] == "--"
+    by_extractor = method_styles(methods, colour_by="extractor")
+    styles = {tuple(sorted(style.items())) for style in by_extractor.values()}
+    assert len(styles) == len(methods)  # every curve distinguishable
+    assert by_extractor["esvm-moco"]["color"] == by_extractor["l2-moco"]["color"]
+    assert by_extractor["esvm-moco"]["linestyle"] != by_extractor["l2-moco"]["linestyle"]
+    assert by_extractor["cosine-simclr-allclass"]["linestyle"] == ":"

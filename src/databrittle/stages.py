@@ -369,27 +369,42 @@ def _method_files(files: Sequence[Path], methods: Sequence[str], metrics: Sequen
 
 
 def support_figure(support_files: Sequence[Path], figure_files: Sequence[Path], *, methods: Sequence[str],
-                   metrics: Sequence[str], k: int) -> None:
-    """One panel per metric, one CDF per method with its AUC in the legend (paper Figs. 2, 3)."""
+                   metrics: Sequence[str], k: int, colour_by: str = "similarity") -> None:
+    """One panel per metric, one CDF per method with its AUC in the legend (paper Figs. 2, 3;
+    ``colour_by="extractor"`` for the extractor comparison of appendix A.3, Figs. 8, 9)."""
     from databrittle.plots import plot_support_cdf_panels
 
     files = _method_files(support_files, methods, metrics)
     panels = {f"{metric} support": {method: _read_support(path) for method, path in by_method.items()}
               for metric, by_method in files.items()}
-    plot_support_cdf_panels(panels, k, list(figure_files), styles=_method_styles(methods))
+    plot_support_cdf_panels(panels, k, list(figure_files), styles=method_styles(methods, colour_by))
 
 
-def _method_styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """One colour per similarity, solid for SSL features, dashed for supervised, dotted for
-    all-class pools, grey random."""
-    colours = {"esvm": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", "random": "tab:gray", "trak": "tab:red",
-               "datamodels": "tab:purple", "gradcos": "tab:brown"}
+SIMILARITY_COLOURS = {"esvm": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", "random": "tab:gray",
+                      "trak": "tab:red", "datamodels": "tab:purple", "gradcos": "tab:brown"}
+EXTRACTOR_COLOURS = {"moco": "tab:blue", "simclr": "tab:green", "byol": "tab:red", "dino": "tab:purple",
+                     "supervised": "tab:gray"}
+SIMILARITY_LINES = {"esvm": "-", "l2": "--", "cosine": "-."}
+
+
+def method_styles(methods: Sequence[str], colour_by: str = "similarity") -> dict[str, dict[str, Any]]:
+    """Line styles of the support-CDF figures.
+
+    ``colour_by="similarity"`` (Figs. 2, 3): one colour per similarity or baseline, solid
+    for SSL features, dashed for supervised, dotted for all-class pools.
+    ``colour_by="extractor"`` (appendix A.3): one colour per extractor, the line style by
+    similarity (ESVM solid, l2 dashed, cosine dash-dot), all-class pools dotted.
+    """
+    if colour_by not in ("similarity", "extractor"):
+        raise ValueError(f"colour_by: expected 'similarity' or 'extractor', got {colour_by!r}")
     styles = {}
     for method in methods:
         spec = parse_method(method)
-        dashed = "--" if spec.extractor == "supervised" else "-"
-        styles[method] = {"color": colours.get(spec.similarity),
-                          "linestyle": ":" if spec.pool == "all_classes" else dashed}
+        if colour_by == "extractor" and spec.extractor is not None:
+            colour, line = EXTRACTOR_COLOURS[spec.extractor], SIMILARITY_LINES[spec.similarity]
+        else:
+            colour, line = SIMILARITY_COLOURS.get(spec.similarity), "--" if spec.extractor == "supervised" else "-"
+        styles[method] = {"color": colour, "linestyle": ":" if spec.pool == "all_classes" else line}
     return styles
 
 

@@ -1,6 +1,10 @@
 # paper_figures/: each figure/table has a producing rule and a named target rule (e.g.
 # `snakemake --cores 2 fig3` rebuilds Fig. 3 alone).
-FIG2_METHODS = [m for m in METHODS if parse_method(m).extractor is not None]
+FIG2_METHODS = [m for m in METHODS if parse_method(m).extractor in ("moco", "supervised")]
+# Appendix A.3 (Figs. 8, 9): every extractor's same-class methods, drawn when the config
+# lists an SSL extractor other than MoCo.
+FIGA3_METHODS = [m for m in METHODS if parse_method(m).extractor is not None and parse_method(m).pool == "same_class"]
+FIGA3 = any(parse_method(m).extractor in ("simclr", "byol", "dino") for m in METHODS)
 FIGURE_FORMATS = ["pdf", "png"]
 
 
@@ -34,6 +38,24 @@ rule plot_fig2:
         code=code("plots", "metrics"),
     log:
         f"{LOGS}/figures/fig2.log",
+    script:
+        STAGE_SCRIPT
+
+
+rule plot_figA3:
+    input:
+        support_files=[f for metric in METRICS for f in support_files(FIGA3_METHODS, metric)],
+    output:
+        figure_files=expand("paper_figures/figA3_ssl_extractors.{ext}", ext=FIGURE_FORMATS),
+    params:
+        stage="support_figure",
+        methods=FIGA3_METHODS,
+        metrics=METRICS,
+        k=config["bisection"]["k"],
+        colour_by="extractor",
+        code=code("plots", "metrics"),
+    log:
+        f"{LOGS}/figures/figA3.log",
     script:
         STAGE_SCRIPT
 
@@ -76,6 +98,11 @@ rule make_table_lds:
 rule fig2:
     input:
         rules.plot_fig2.output,
+
+
+rule figA3:
+    input:
+        rules.plot_figA3.output,
 
 
 rule fig3:

@@ -67,7 +67,10 @@ def test_parse_method():
     assert (spec.similarity, spec.extractor, spec.pool) == ("cosine", "supervised", "all_classes")
     for name, extractor in (("l2-simclr", "simclr"), ("esvm-byol-allclass", "byol"), ("cosine-dino", "dino")):
         assert parse_method(name).extractor == extractor
-    for bad in ("cos-moco", "esvm-moco-sameclass", "esvm", "random-moco", "esvm-swav"):
+    assert (parse_method("trak-100").similarity, parse_method("trak-100").n_models) == ("trak", 100)
+    assert parse_method("datamodels-50000").n_models == 50000 and parse_method("trak").n_models is None
+    for bad in ("cos-moco", "esvm-moco-sameclass", "esvm", "random-moco", "esvm-swav", "trak-0", "trak-05",
+                "gradcos-3", "trak-x"):
         with pytest.raises(InputError, match=f"method '{bad}': not in the registry"):
             parse_method(bad)
 

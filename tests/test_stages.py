@@ -123,6 +123,18 @@ def test_public_datamodels_source_ranks_by_the_supplied_weights_and_checks_check
     with pytest.raises(InputError, match="datamodels.public.sha256"):
         rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)
     options["public"]["sha256"]["weights"] = options["public"]["sha256"].pop("weight")
+    # datamodels-N: a LASSO on the first N public models (the last n_validation choose L1),
+    # never the pre-fitted weights (whose wrong digest above is then irrelevant)
+    from databrittle.baselines.datamodels import fit_datamodels
+
+    args_n = ("datamodels-30", *args[1:])
+    rank_method(*args_n, k=30, esvm={}, seed=0, baseline=baseline)
+    margins = files["margins"][:, targets].astype(np.float64)
+    fit = fit_datamodels(files["masks"][:30], margins[:30], files["masks"][-10:], margins[-10:])
+    expected = np.argsort(-fit.weights.astype(np.float32), axis=1, kind="stable")[:, :30]
+    np.testing.assert_array_equal(np.load(out / "ranking.npy"), expected)
+    with pytest.raises(InputError, match="public_masks.npy: 40 models"):
+        rank_method("datamodels-35", *args[1:], k=30, esvm={}, seed=0, baseline=baseline)
     del options["public"]["weights"], options["public"]["sha256"]["weights"]
     rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)  # fit on the public masks and margins
     assert np.load(out / "similarity.npy").shape == (3, n_train)

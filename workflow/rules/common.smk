@@ -51,10 +51,12 @@ def ranking_file(method="{method}"):
 def method_features(wildcards):
     """Files a ranking method reads: an extractor's features, or a baseline's user files
     (the public datamodels), so Snakemake tracks them; none for the random control."""
-    extractor = parse_method(wildcards.method).extractor
-    if wildcards.method == "datamodels" and config["datamodels"].get("source", "train") == "public":
+    spec = parse_method(wildcards.method)
+    extractor = spec.extractor
+    if spec.similarity == "datamodels" and config["datamodels"].get("source", "train") == "public":
         public = config["datamodels"]["public"]
-        return {f"public_{key}": public[key] for key in ("masks", "margins", "weights") if key in public}
+        used = ("masks", "margins") if spec.n_models is not None else ("masks", "margins", "weights")
+        return {f"public_{key}": public[key] for key in used if key in public}
     if extractor is None:
         return {}
     return {f"{split}_features": f"{RESULTS}/features/{extractor}/{split}.npy" for split in ("train", "test")}
@@ -111,7 +113,9 @@ def baseline_params(wildcards):
     spec = parse_method(wildcards.method)
     if not is_attribution(spec):
         return {}
-    options = config.get(spec.similarity, {})
+    options = dict(config.get(spec.similarity, {}))
+    if spec.n_models is not None:  # trak-N / datamodels-N
+        options["n_models"] = spec.n_models
     if spec.similarity == "datamodels" and options.get("source", "train") == "public":
         return {"options": options}
     params = {"options": options, "counterfactual": config["counterfactual"], "device": config["device"]}

@@ -46,6 +46,9 @@ def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarra
     """float32 (T, n_train) scores of baseline ``name`` for the targets.
 
     Args:
+        name: ``trak``, ``datamodels``, ``gradcos``, or ``trak-N`` / ``datamodels-N``
+            (N models: overrides ``options["n_models"]``; for the public datamodels, a fit on
+            the first N public models instead of the pre-fitted weights).
         train_images: uint8 (n_train, H, W, C); train_labels: int (n_train,).
         target_images: uint8 (T, H, W, C); target_labels: int (T,).
         options: the baseline's config section.
@@ -55,13 +58,19 @@ def baseline_scores(name: str, train_images: np.ndarray, train_labels: np.ndarra
         target_ids, n_test: the targets' test indices and the test split's size (the
             public datamodels are indexed by test sample).
     """
+    from databrittle.methods import parse_method
+
+    spec = parse_method(name)
+    if spec.n_models is not None:
+        options = {**options, "n_models": spec.n_models}
+    name = spec.similarity
     n_classes = int(max(train_labels.max(), target_labels.max()) + 1)
     if name == "trak":
         return _trak(train_images, train_labels, target_images, target_labels, options, recipe, seed, device,
                      n_classes)
     if name == "datamodels":
         return _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device,
-                           n_classes, lds, target_ids, n_test)
+                           n_classes, lds, target_ids, n_test, spec.n_models)
     if name == "gradcos":
         return _gradcos(train_images, train_labels, target_images, target_labels, recipe, seed, device, n_classes)
     raise InputError(f"method '{name}': not a baseline (expected one of {BASELINES})")
@@ -80,12 +89,12 @@ def _trak(train_images, train_labels, target_images, target_labels, options, rec
 
 
 def _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device, n_classes,
-                lds, target_ids=None, n_test=None):
+                lds, target_ids=None, n_test=None, public_fit_models=None):
     from databrittle.baselines.datamodels import check_no_overlap, fit_datamodels, subset_masks_for_datamodels
     from databrittle.lds import subset_masks
 
     if options.get("source", "train") == "public":
-        return _public_datamodels(options, len(train_labels), n_test, target_ids)
+        return _public_datamodels(options, len(train_labels), n_test, target_ids, public_fit_models)
     n_fit, n_val = options["n_models"], options["n_validation"]
     masks = subset_masks_for_datamodels(len(train_labels), n_fit + n_val, options["alpha"], seed)
     if lds is not None:
@@ -111,9 +120,11 @@ def _gradcos(train_images, train_labels, target_images, target_labels, recipe, s
     return gradcos_scores(train_grads, target_grads)
 
 
-def _public_datamodels(options: dict[str, Any], n_train: int, n_test: int, target_ids: np.ndarray) -> np.ndarray:
+def _public_datamodels(options: dict[str, Any], n_train: int, n_test: int, target_ids: np.ndarray,
+                       fit_models: int | None = None) -> np.ndarray:
     """Scores from the public release: its pre-fitted weights, or a LASSO fit on its masks
-    and margins (the last ``n_validation`` models choose the L1 strength)."""
+    and margins (the last ``n_validation`` models choose the L1 strength). ``fit_models``
+    (method ``datamodels-N``) fits on the first N models even when weights are given."""
     from databrittle.baselines.datamodels import fit_datamodels, load_public_datamodels
 
     files = {key: options["public"][key] for key in ("masks", "margins", "weights") if key in options["public"]}
@@ -123,14 +134,17 @@ def _public_datamodels(options: dict[str, Any], n_train: int, n_test: int, targe
         raise InputError(f"config key 'datamodels.public.sha256': needs exactly one digest per file given "
                          f"({sorted(files)}); missing {missing}, unknown {sorted(set(digests) - set(files))}")
     expected = {str(Path(files[key])): digests[key] for key in files}  # the loader's own path normalisation
-    data = load_public_datamodels(files["masks"], files["margins"], files.get("weights"), expected_sha256=expected,
+    weights = None if fit_models is not None else files.get("weights")
+    data = load_public_datamodels(files["masks"], files["margins"], weights, expected_sha256=expected,
                                   n_train=n_train, n_test=n_test)
     if data.weights is not None:
         return data.scores(target_ids)
     n_val = options["n_validation"]
-    if len(data.masks) <= n_val:
-        raise InputError(f"{files['masks']}: {len(data.masks)} models, not more than datamodels.n_validation = {n_val}")
+    n_fit = len(data.masks) - n_val if fit_models is None else fit_models
+    if n_fit < 1 or n_fit + n_val > len(data.masks):
+        raise InputError(f"{files['masks']}: {len(data.masks)} models, fewer than the {max(n_fit, 1)} to fit plus "
+                         f"datamodels.n_validation = {n_val} held out")
     margins = np.asarray(data.margins[:, np.asarray(target_ids)], dtype=np.float64)
-    fit = fit_datamodels(np.asarray(data.masks[:-n_val]), margins[:-n_val], np.asarray(data.masks[-n_val:]),
+    fit = fit_datamodels(np.asarray(data.masks[:n_fit]), margins[:n_fit], np.asarray(data.masks[-n_val:]),
                          margins[-n_val:])
     return fit.weights.astype(np.float32)

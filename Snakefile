@@ -39,5 +39,5 @@ rule all:
         rules.fig2.input,
         rules.fig3.input,
         rules.table_auc.input,
-        rules.table_lds.input,
+        rules.table_lds.input if config["lds"].get("enabled", True) else [],
         rules.figA3.input if FIGA3 else [],

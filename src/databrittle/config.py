@@ -92,6 +92,9 @@ def _check_consistency(config: dict[str, Any]) -> None:
             parse_method(method)
         except InputError as error:
             raise InputError(f"config key 'methods': {error}") from None
+    for key in DATA_KEYS[config["dataset"]]:
+        if key not in config["data"]:
+            raise InputError(f"config key 'data.{key}': required key is missing for dataset {config['dataset']}")
     for extractor in extractors_used(methods):
         if extractor in SSL_METHODS:
             training_section(config["ssl"], extractor)
@@ -120,19 +123,34 @@ SSL_METHOD_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def training_section(ssl_config: dict[str, Any], method: str) -> dict[str, Any]:
-    """The keys that shape SSL ``method``'s training: the shared ``ssl`` keys, then
-    ``ssl.<method>`` (which may override them). ``feature_layer`` and other methods'
-    sections are left out, so changing them never retrains this extractor.
+    """The keys that shape SSL ``method``'s extractor: the shared ``ssl`` keys, then
+    ``ssl.<method>`` (which may override them); or ``{"pretrained": {...}}`` when the method's
+    section names a published checkpoint to import instead of training. ``feature_layer``
+    and other methods' sections are left out, so changing them never retrains this extractor.
 
     Raises:
-        InputError: naming ``ssl.<method>`` when the config has no section for it.
+        InputError: naming ``ssl.<method>`` when the config has no section for it, or the
+            first required key that is missing.
     """
     if method not in SSL_METHOD_KEYS:
         raise ValueError(f"unknown SSL method {method!r} (expected one of {list(SSL_METHOD_KEYS)})")
-    if not isinstance(ssl_config.get(method), dict):
+    section = ssl_config.get(method)
+    if not isinstance(section, dict):
         raise InputError(f"config key 'ssl.{method}': missing; a listed method uses the {method} extractor "
                          f"(keys: {', '.join(SSL_METHOD_KEYS[method])})")
-    return {**{key: ssl_config[key] for key in SSL_SHARED_KEYS}, **ssl_config[method]}
+    if "pretrained" in section:
+        return {"pretrained": section["pretrained"]}
+    for key in SSL_SHARED_KEYS:
+        if key not in section and key not in ssl_config:
+            raise InputError(f"config key 'ssl.{key}': required key is missing (needed to train {method})")
+    for key in SSL_METHOD_KEYS[method]:
+        if key not in section:
+            raise InputError(f"config key 'ssl.{method}.{key}': required key is missing")
+    return {**{key: ssl_config[key] for key in SSL_SHARED_KEYS if key in ssl_config}, **section}
+
+
+DATA_KEYS = {"digits": ("test_fraction",), "cifar10": ("root",), "imagenet": ("root", "beton")}
+"""The ``data`` keys each dataset needs."""
 
 
 def canonical(value: Any) -> Any:

@@ -1,0 +1,64 @@
+"""config/cifar10.yaml and config/imagenet.yaml encode the paper's protocol (issue 5 list):
+each value is read from the file and compared with the paper's (sections 4.1, 4.3, A.2,
+A.6, Table 1)."""
+
+from pathlib import Path
+
+import pytest
+
+from databrittle.config import load_config
+from databrittle.methods import parse_method
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cifar10():
+    return load_config(ROOT / "config" / "cifar10.yaml")  # also validates against the schema
+
+
+@pytest.fixture(scope="module")
+def imagenet():
+    return load_config(ROOT / "config" / "imagenet.yaml")
+
+
+def sized(methods, baseline):
+    return sorted(parse_method(m).n_models for m in methods if parse_method(m).similarity == baseline
+                  and parse_method(m).n_models is not None)
+
+
+def test_cifar10_protocol(cifar10):
+    c = cifar10
+    assert c["dataset"] == "cifar10" and c["device"] == "cuda"
+    assert c["targets"]["n_targets"] == 100 and c["targets"]["require_correct"] is False  # class-balanced random
+    assert (c["bisection"]["k"], c["bisection"]["budget"], c["bisection"]["n_test"]) == (1280, 7, 5)
+    assert c["bisection"]["metrics"] == ["removal", "mislabel"]
+    r = c["counterfactual"]
+    assert (r["arch"], r["epochs"], r["batch_size"], r["lr"]) == ("resnet9", 24, 512, 0.5)
+    assert (r["momentum"], r["label_smoothing"]) == (0.9, 0.1)
+    assert c["backbone"]["name"] == "resnet18" and c["ssl"]["epochs"] == 800 and "moco" in c["ssl"]
+    assert "esvm-moco" in c["methods"]
+    assert c["reference"]["n_models"] == 10
+    assert sized(c["methods"], "trak") == [5, 10, 20, 100] and c["trak"]["proj_dim"] == 20480
+    d = c["datamodels"]
+    assert d["source"] == "public" and {"masks", "margins", "weights"} <= set(d["public"])
+    assert sized(c["methods"], "datamodels") == [10000, 50000] and "datamodels" in c["methods"]  # + 300K weights
+    assert d["n_validation"] == 10000 and d["alpha"] == 0.5
+    assert c["lds"]["alpha"] == 0.5 and c["lds"].get("enabled", True)
+
+
+def test_imagenet_protocol(imagenet):
+    c = imagenet
+    assert c["dataset"] == "imagenet" and c["device"] == "cuda"
+    assert c["targets"]["n_targets"] == 30 and c["targets"]["require_correct"] is True
+    assert c["reference"]["n_models"] == 4  # "correctly classified on average by 4 reference ResNet-18s"
+    assert (c["bisection"]["k"], c["bisection"]["budget"], c["bisection"]["n_test"]) == (1000, 7, 1)
+    assert c["bisection"]["metrics"] == ["removal"]
+    r = c["counterfactual"]
+    assert (r["arch"], r["epochs"], r["batch_size"]) == ("resnet18", 16, 1024)
+    assert r["resolution"] == {"low": 160, "high": 192, "switch_epoch": 11}  # 11 epochs at 160, last 5 at 192
+    assert r["epochs"] - r["resolution"]["switch_epoch"] == 5
+    assert c["ssl"]["moco"]["pretrained"]["format"] == "moco_v2_resnet50"
+    assert sized(c["methods"], "trak") == [1, 4] and c["trak"]["proj_dim"] == 4096
+    assert not any(parse_method(m).similarity == "datamodels" for m in c["methods"])
+    assert c["lds"]["enabled"] is False

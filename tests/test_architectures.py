@@ -17,11 +17,12 @@ TINY: dict[str, dict] = {
     "swin_t": {"embed_dim": 16, "depths": (2, 2, 2, 2), "heads": (1, 2, 2, 4)},
     "mlp_mixer": {"dim": 32, "depth": 2},
     "convmixer": {"dim": 32, "depth": 2},
+    "resnet18": {},  # torchvision's ImageNet ResNet-18 has no size knob; 32x32 input keeps it cheap
 }
 
 
 def test_registry_names() -> None:
-    assert set(ARCHITECTURES) == {"resnet9", "mobilenetv2", "vit", "swin_t", "mlp_mixer", "convmixer"}
+    assert set(ARCHITECTURES) == {"resnet9", "mobilenetv2", "vit", "swin_t", "mlp_mixer", "convmixer", "resnet18"}
     assert set(TINY) == set(ARCHITECTURES)
 
 
@@ -162,3 +163,16 @@ def test_swin_receptive_field_spans_image() -> None:
     x2[..., 30:, 30:] = torch.randn(3, 2, 2)  # bottom-right patch only
     with torch.no_grad():
         assert not torch.allclose(model(x), model(x2))
+
+
+def test_cifar_resnet18_backbone_keeps_resolution_and_gives_512_features() -> None:
+    from databrittle.models import build_backbone
+
+    torch.manual_seed(0)
+    backbone = build_backbone("resnet18", in_channels=3, width=64)
+    assert backbone.feature_dim == 512 and sum(p.numel() for p in backbone.parameters()) == 11_168_832
+    assert backbone.net.conv1.kernel_size == (3, 3) and backbone.net.conv1.stride == (1, 1)
+    assert isinstance(backbone.net.maxpool, torch.nn.Identity)
+    assert backbone(torch.rand(2, 3, 32, 32)).shape == (2, 512)
+    with pytest.raises(ValueError, match="width 64"):
+        build_backbone("resnet18", in_channels=3, width=32)

@@ -138,3 +138,30 @@ def test_public_datamodels_source_ranks_by_the_supplied_weights_and_checks_check
     del options["public"]["weights"], options["public"]["sha256"]["weights"]
     rank_method(*args, k=30, esvm={}, seed=0, baseline=baseline)  # fit on the public masks and margins
     assert np.load(out / "similarity.npy").shape == (3, n_train)
+
+
+def test_targets_among_correct_samples_or_all_samples(stage_files, rng):
+    """targets.require_correct: the ImageNet protocol (only samples the reference models get
+    right on average) vs the CIFAR-10 protocol (all test samples), class-balanced both ways."""
+    import pandas as pd
+
+    from databrittle.datasets import load_split
+    from databrittle.stages import choose_targets
+
+    _, labels = load_split(stage_files / "test.npz")
+    logits = rng.normal(size=(3, len(labels), 10)).astype(np.float32)
+    right = np.zeros(len(labels), bool)
+    right[::2] = True  # the even test samples are correct for every reference model
+    logits[:, right, labels[right]] += 100.0
+    logits[:, ~right, labels[~right]] -= 100.0
+    np.save(stage_files / "ref_logits.npy", logits)
+    chosen = {}
+    for require in (True, False):
+        out = stage_files / f"targets_{require}.csv"
+        choose_targets(stage_files / "ref_logits.npy", stage_files / "test.npz", out, stage_files / f"t_{require}.json",
+                       n_targets=60, seed=0, require_correct=require)
+        frame = pd.read_csv(out)
+        assert sorted(np.bincount(frame["label"], minlength=10)) == [6] * 10  # class-balanced
+        chosen[require] = frame["target"].to_numpy()
+    assert right[chosen[True]].all()
+    assert not right[chosen[False]].all()  # 60 draws among all samples hit some odd ones

@@ -14,7 +14,11 @@ registry name         network
 ``"swin_t"``          :class:`SwinTransformer` (Swin-T layout, CIFAR-sized)
 ``"mlp_mixer"``       :class:`MLPMixer` (patch size 4)
 ``"convmixer"``       :class:`ConvMixer` (dim 256, depth 8, kernel 5, patch 2)
+``"resnet18"``        torchvision's ImageNet ResNet-18 (paper A.2, ImageNet protocol)
 ====================  ==========================================================
+
+``resnet18`` is the ImageNet network (7x7 stem, max-pool; any input size of at least 32
+px, trained at 160/192 px in the paper) and is torchvision's, not written here.
 
 Every model maps a float batch ``(n, in_channels, 32, 32)`` to logits ``(n, num_classes)``
 and takes ``num_classes`` and ``in_channels`` keyword arguments plus a size knob
@@ -620,7 +624,19 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "swin_t": SwinTransformer,
     "mlp_mixer": MLPMixer,
     "convmixer": ConvMixer,
+    "resnet18": lambda num_classes, in_channels, **kwargs: _imagenet_resnet18(num_classes, in_channels, **kwargs),
 }
+IMAGENET_ARCHITECTURES = ("resnet18",)
+"""Registry names of ImageNet-sized networks (every other one expects 32x32 input)."""
+
+
+def _imagenet_resnet18(num_classes: int, in_channels: int, **kwargs: object) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.resnet18(num_classes=num_classes, **kwargs)
+    if in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return model
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3, **kwargs: object) -> nn.Module:

@@ -92,6 +92,8 @@ def _check_consistency(config: dict[str, Any]) -> None:
             parse_method(method)
         except InputError as error:
             raise InputError(f"config key 'methods': {error}") from None
+    if config["backbone"]["name"] == "resnet18" and config["backbone"]["width"] != 64:
+        raise InputError(f"config key 'backbone.width': resnet18 has width 64, not {config['backbone']['width']}")
     for key in DATA_KEYS[config["dataset"]]:
         if key not in config["data"]:
             raise InputError(f"config key 'data.{key}': required key is missing for dataset {config['dataset']}")

@@ -1,4 +1,4 @@
-"""Networks: the feature-extractor backbone for small images.
+"""Networks: the feature-extractor backbones (SmallResNet for digits, ResNet-18 for CIFAR-10).
 
 The counterfactual networks live in :mod:`databrittle.mlp_trainer` (digits) and
 :mod:`databrittle.architectures` (CIFAR-sized).
@@ -58,8 +58,40 @@ class SmallResNet(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
-def build_backbone(name: str, in_channels: int, width: int) -> SmallResNet:
-    """The feature-extractor backbone named in the config's ``backbone.name``."""
-    if name != "resnet_small":
-        raise ValueError(f"unknown backbone {name!r}")
-    return SmallResNet(in_channels=in_channels, width=width)
+class CifarResNet18(nn.Module):
+    """torchvision's ResNet-18 with the CIFAR stem of Lightly's CIFAR-10 benchmark (paper
+    section 4.3: the MoCo ResNet-18 trained with the Lightly benchmark code): a 3x3 stride-1
+    first convolution and no max-pool, so 32x32 inputs keep their resolution in the first
+    stage. Input (n, c, h, w) float in [0, 1]; output (n, 512) pooled penultimate features.
+    """
+
+    feature_dim = 512
+
+    def __init__(self, in_channels: int = 3) -> None:
+        super().__init__()
+        import torchvision
+
+        net = torchvision.models.resnet18()
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+        net.fc = nn.Identity()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+BACKBONE_WIDTHS = {"resnet18": 64}
+"""Backbones whose width is fixed by their definition (the config's ``backbone.width`` must match)."""
+
+
+def build_backbone(name: str, in_channels: int, width: int) -> nn.Module:
+    """The feature-extractor backbone named in the config's ``backbone.name``; it has a
+    ``feature_dim`` attribute (the width of its pooled output)."""
+    if name == "resnet_small":
+        return SmallResNet(in_channels=in_channels, width=width)
+    if name == "resnet18":
+        if width != BACKBONE_WIDTHS[name]:
+            raise ValueError(f"backbone resnet18 has width 64, not {width}")
+        return CifarResNet18(in_channels=in_channels)
+    raise ValueError(f"unknown backbone {name!r}")

@@ -55,7 +55,12 @@ def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
     data = io.read_json(sidecar)
     arch = config["counterfactual"]["arch"]
     height, width = data["shapes"]["train"][1:3]
-    if arch != "mlp" and (height, width) != (32, 32):
+    from databrittle.architectures import IMAGENET_ARCHITECTURES
+
+    if arch in IMAGENET_ARCHITECTURES and min(height, width) < 32:
+        raise io.InputError(f"config key 'counterfactual.arch': {arch} is an ImageNet network but {sidecar} holds "
+                            f"{height}x{width} images; use arch mlp (or resnet9 for 32x32 images)")
+    if arch != "mlp" and arch not in IMAGENET_ARCHITECTURES and (height, width) != (32, 32):
         raise io.InputError(f"config key 'counterfactual.arch': {arch} is a CIFAR-sized network (32x32 input) but "
                             f"{sidecar} holds {height}x{width} images; use arch mlp")
     counts = data["class_counts"]["train"]
@@ -169,8 +174,10 @@ def reference_models(train_data: Path, test_data: Path, mean_logits: Path, model
 
 
 def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, sidecar: Path, *, n_targets: int,
-                   seed: int) -> None:
-    """targets.csv: class-balanced targets correctly classified on average, with flip classes."""
+                   seed: int, require_correct: bool = True) -> None:
+    """targets.csv: class-balanced targets with flip classes, drawn among the test samples the
+    reference models classify correctly on average (``require_correct``, the paper's ImageNet
+    protocol and our digits default) or among all test samples (the paper's CIFAR-10 protocol)."""
     from databrittle.datasets import load_split
     from databrittle.reference import choose_targets as choose, correct_on_average, flip_classes, targets_frame
 
@@ -179,11 +186,13 @@ def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, sidec
         logits = io.load_npy(model_logits, ndim=3)
         if logits.shape[1] != len(test_labels):
             raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_data} has {len(test_labels)}")
-        eligible = correct_on_average(logits, test_labels)
+        eligible = correct_on_average(logits, test_labels) if require_correct else np.ones(len(test_labels), bool)
         chosen = choose(eligible, test_labels, n_targets, seed)
         io.write_csv(targets_csv, targets_frame(chosen, test_labels, flip_classes(logits.mean(0), test_labels)))
-        write_sidecar(sidecar, params={"n_targets": n_targets, "seed": seed, "rule": "class-balanced among test "
-                                       "samples correct on average over the reference models"}, meter=meter,
+        rule = ("class-balanced among test samples correct on average over the reference models" if require_correct
+                else "class-balanced among all test samples")
+        write_sidecar(sidecar, params={"n_targets": n_targets, "seed": seed, "require_correct": require_correct,
+                                       "rule": rule}, meter=meter,
                       outputs=[targets_csv], eligible=int(eligible.sum()), test_samples=len(test_labels))
 
 

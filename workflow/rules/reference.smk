@@ -31,6 +31,7 @@ rule targets:
     params:
         stage="choose_targets",
         n_targets=config["targets"]["n_targets"],
+        require_correct=config["targets"].get("require_correct", True),
         seed=config["seed"],
         code=code("reference", "train", "datasets", "seeds"),
     log:

@@ -62,3 +62,18 @@ def test_imagenet_protocol(imagenet):
     assert sized(c["methods"], "trak") == [1, 4] and c["trak"]["proj_dim"] == 4096
     assert not any(parse_method(m).similarity == "datamodels" for m in c["methods"])
     assert c["lds"]["enabled"] is False
+
+
+def test_training_budget_counts_models_from_the_config(cifar10, imagenet):
+    from databrittle.budget import budget_report, training_budget
+
+    budget = training_budget(cifar10)
+    per_method = 100 * 5 * (1 + 7)  # targets x n_test x (step 0 + 7 steps): Algorithm 1's upper bound
+    assert set(budget.bisection.values()) == {per_method} and len(budget.bisection) == 12 * 2
+    assert budget.baselines == {"trak-5": 5, "trak-10": 10, "trak-20": 20, "trak-100": 100}  # public datamodels: 0
+    assert budget.total_models == 10 + 24 * per_method + 100 + 135
+    assert budget.extractors == ["moco", "supervised"]
+    assert training_budget(imagenet).extractors == []  # the MoCo ResNet-50 is imported
+    assert training_budget(imagenet).total_models == 4 + 3 * 30 * 1 * 8 + 5  # LDS disabled
+    report = budget_report(cifar10, seconds_per_model=36.0)
+    assert f"{budget.total_models:,}" in report and f"{budget.total_models * 36 / 3600:.1f}" in report

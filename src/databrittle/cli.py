@@ -1,4 +1,7 @@
-"""Command line: ``databrittle check-config FILE`` and ``databrittle stage NAME key=value ...``.
+"""Command line: ``databrittle check-config FILE``, ``databrittle budget FILE`` and ``databrittle stage NAME key=value ...``.
+
+``budget`` prints how many networks a config trains per output (:mod:`databrittle.budget`),
+and GPU-hours with ``--seconds-per-model``.
 
 ``stage`` runs one :mod:`databrittle.stages` function without Snakemake (values are YAML,
 so ``k=16`` is an int and ``esvm='{C: 0.1}'`` a mapping), e.g.::
@@ -31,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check-config", help="validate a config file against the schema")
     check.add_argument("config")
+    budget = commands.add_parser("budget", help="count the models a config trains (and GPU-hours)")
+    budget.add_argument("config")
+    budget.add_argument("--seconds-per-model", type=float, default=None,
+                        help="measured seconds per counterfactual training on your GPU")
     stage = commands.add_parser("stage", help="run one pipeline stage function")
     stage.add_argument("name")
     stage.add_argument("arguments", nargs="*", help="key=value (YAML values)")
@@ -41,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
             load_config(args.config)
             print(f"{args.config}: valid")
+        elif args.command == "budget":
+            from databrittle.budget import budget_report
+            from databrittle.config import load_config
+
+            print(budget_report(load_config(args.config), args.seconds_per_model))
         else:
             from databrittle import stages
 

@@ -177,8 +177,22 @@ def check_pool_size(k: int, train_labels: np.ndarray, source: str) -> None:
 
 def prepare_digits(out_dir: str | os.PathLike, test_fraction: float, seed: int) -> dict[str, Split]:
     """Write train/test betons and split.csv for digits into ``out_dir``; return the splits."""
+    return write_splits(out_dir, load_digits_splits(test_fraction, seed))
+
+
+def prepare_cifar10(out_dir: str | os.PathLike, root: str | os.PathLike, download: bool,
+                    md5: dict[str, str] | None = None) -> dict[str, Split]:
+    """Write train/test betons and split.csv for CIFAR-10 (torchvision's copy under ``root``,
+    md5-checked against ``md5`` or the official list; downloaded first only when
+    ``download``); return the splits."""
+    from databrittle.cifar10 import load_cifar10_splits
+
+    return write_splits(out_dir, load_cifar10_splits(root, download=download, md5=md5))
+
+
+def write_splits(out_dir: str | os.PathLike, splits: dict[str, Split]) -> dict[str, Split]:
+    """``out_dir/{split}.beton`` for each split and ``out_dir/split.csv``; returns ``splits``."""
     out_dir = Path(out_dir)
-    splits = load_digits_splits(test_fraction, seed)
     for name, split in splits.items():
         write_beton(out_dir / f"{name}.beton", split.images, split.labels)
     write_csv(out_dir / "split.csv", split_map(splits))

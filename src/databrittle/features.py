@@ -26,6 +26,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from databrittle.augment import to_float_nchw
 from databrittle.errors import InputError
 from databrittle.models import build_backbone
+from databrittle.pretrained import PRETRAINED_METHOD, backbone_from_payload, extract_pretrained_features
 from databrittle.ssl import build_ssl_modules
 from databrittle.ssl_objectives import SSL_METHODS, projection_features
 
@@ -97,6 +98,11 @@ def extract_features(payload: dict[str, Any], images: np.ndarray, *, layer: str,
         InputError: unknown layer, ``projection`` on a supervised payload, images whose
             channel count does not match, or a payload inconsistent with its config.
     """
+    if payload.get("config", {}).get("method") == PRETRAINED_METHOD:
+        if layer != "backbone":
+            raise InputError(f"feature layer {layer!r}: an imported {PRETRAINED_METHOD} checkpoint has only its "
+                             f"backbone (2048-d pooled features)")
+        return extract_pretrained_features(backbone_from_payload(payload), images, device, batch_size)
     modules = _modules(payload, layer)
     x_all = to_float_nchw(images)
     expected = payload["config"]["backbone"]["in_channels"]

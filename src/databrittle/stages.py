@@ -26,14 +26,19 @@ def prepare_data(train_beton: Path, test_beton: Path, train_data: Path, test_dat
                  sidecar: Path, *, dataset: str, data: dict[str, Any], seed: int) -> None:
     """Write the dataset's betons, decode them back (the arrays later stages load), the split
     map and a sidecar with class counts."""
-    from databrittle.datasets import class_counts, decode_split, prepare_digits
+    from databrittle.datasets import class_counts, decode_split, prepare_cifar10, prepare_digits
     from databrittle.seeds import derive_seed
 
+    if dataset == "imagenet":
+        raise io.InputError("config key 'dataset': imagenet runs as far as a dry run and the library functions "
+                            "(databrittle.imagenet betons, databrittle.pretrained features); training ResNet-18s "
+                            "from the betons through FFCV's Loader is not implemented yet (README: Paper scale)")
     with measured() as meter:
-        if dataset != "digits":
-            raise ValueError(f"dataset {dataset!r} is not supported yet")
         out_dir = os.path.dirname(train_beton)
-        splits = prepare_digits(out_dir, data["test_fraction"], derive_seed(seed, "split"))
+        if dataset == "cifar10":
+            splits = prepare_cifar10(out_dir, data["root"], data.get("download", False), data.get("md5"))
+        else:
+            splits = prepare_digits(out_dir, data["test_fraction"], derive_seed(seed, "split"))
         decode_split(train_beton, train_data)
         decode_split(test_beton, test_data)
         counts = {name: class_counts(s.labels) for name, s in splits.items()}
@@ -77,8 +82,11 @@ def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- extractors
 def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Path, sidecar: Path, *,
                     backbone: dict[str, Any], section: dict[str, Any], seed: int, device: str,
-                    torch_threads: int = 1) -> None:
+                    torch_threads: int = 1, pretrained: Path | None = None) -> None:
     """Train an SSL (``kind`` moco, simclr, byol, dino) or the supervised extractor; save its checkpoint.
+
+    With ``section = {"pretrained": {path, sha256, format}}`` the published checkpoint
+    (the rule's ``pretrained`` input) is imported instead, sha256-checked.
 
     ``torch_threads`` is fixed by the rule (not by ``--cores``): float sums depend on the
     thread count, so this keeps a rerun's numbers identical whatever the machine's cores.
@@ -95,7 +103,12 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
     with measured() as meter:
         images, labels = load_split(train_data)
         train_seed = derive_seed(seed, "extractor", kind)
-        if kind == "supervised":
+        history: dict[str, Any] = {}
+        if "pretrained" in section:  # a published checkpoint, imported (paper 4.3, ImageNet)
+            from databrittle.pretrained import pretrained_payload
+
+            payload = pretrained_payload(pretrained or section["pretrained"]["path"], section["pretrained"]["sha256"])
+        elif kind == "supervised":
             payload, history = ssl.train_supervised(images, labels, backbone_cfg=backbone, sup_cfg=section,
                                                     seed=train_seed, device=torch_device)
         else:
@@ -307,16 +320,22 @@ def bisect_step(step: int | str, metric: str, method: str, slots: Sequence[int],
         write_records(records, step_files, params)
 
 
-def support_csv(step_files: Sequence[Path], support: Path, *, n_steps: int) -> None:
+def support_csv(final_steps: Sequence[Path], support: Path, *, n_steps: int) -> None:
     """results/{ds}/support/{metric}/{arch}/{method}.csv from the targets' step files.
 
     Args:
-        step_files: per target (slot order) its step0..step{budget} files, flattened.
+        final_steps: per target (slot order) its last step file ``.../t{slot}/step{budget}.json``;
+            the earlier ``step0 .. step{budget-1}`` files beside it are read too (they are its
+            ancestors in the DAG, so they exist; the rule lists only the last ones, which
+            keeps the DAG of a paper-scale config quick to build).
         n_steps: budget + 1.
     """
     from databrittle.support import support_table
 
-    per_target = [list(step_files[i:i + n_steps]) for i in range(0, len(step_files), n_steps)]
+    per_target = [[Path(final).with_name(f"step{step}.json") for step in range(n_steps)] for final in final_steps]
+    for final, files in zip(final_steps, per_target):
+        if Path(final) != files[-1]:
+            raise io.InputError(f"{final}: expected the step{n_steps - 1}.json file of a target (n_steps={n_steps})")
     io.write_csv(support, support_table([files[-1] for files in per_target], per_target))
 
 

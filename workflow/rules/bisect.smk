@@ -27,6 +27,8 @@ for shard_id, shard_slots in enumerate(SHARDS):
             seed=config["seed"],
             device=config["device"],
             code=code("support", "bisect", "reference", *TRAINER),
+        resources:
+            **gpu_resources(),
         log:
             f"{LOGS}/bisect/{{metric}}/{{arch}}/{{method}}/shard{shard_id}/step{{step}}.log",
         benchmark:
@@ -37,7 +39,7 @@ for shard_id, shard_slots in enumerate(SHARDS):
 
 rule support:
     input:
-        step_files=[step_file(slot, step) for slot in range(N_TARGETS) for step in range(BUDGET + 1)],
+        final_steps=[step_file(slot, BUDGET) for slot in range(N_TARGETS)],
     output:
         support=f"{RESULTS}/support/{{metric}}/{{arch}}/{{method}}.csv",
     params:

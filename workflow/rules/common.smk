@@ -1,4 +1,5 @@
 # Helpers shared by the rule files (no rules here). Logic lives in src/databrittle.
+import os
 import sys
 from functools import partial
 
@@ -99,6 +100,12 @@ def previous_steps(wildcards, slots):
     return [step_file(slot, step - 1).format(**wildcards) for slot in slots]
 
 
+def pretrained_checkpoint(wildcards):
+    """A published checkpoint the extractor imports instead of training (tracked as input)."""
+    section = training_section(config["ssl"], wildcards.ssl)
+    return {"pretrained": section["pretrained"]["path"]} if "pretrained" in section else {}
+
+
 def ssl_training_section(wildcards):
     """The ssl keys that shape this extractor's training (shared keys + ssl.<method>)."""
     return canonical(training_section(config["ssl"], wildcards.ssl))
@@ -136,3 +143,54 @@ def ranking_code(wildcards):
 def esvm_params(wildcards):
     """ESVM settings for ESVM methods only, so changing C reruns nothing else."""
     return config["esvm"] if parse_method(wildcards.method).similarity == "esvm" else {}
+
+
+# GPU requests, for cluster executors (profiles/slurm). Every rule that trains networks (ssl,
+# supervised_extractor, reference, each bisect_shard<N>, lds_ground_truth, and the rankings of
+# the attribution baselines) declares `resources: **gpu_resources(...)`; every other rule asks
+# for none. The request lives in the rules, not in the profile, because the bisection rules are
+# generated per shard (bisect_shard0, bisect_shard1, ...) and a profile's set-resources can
+# only name rules it knows. Sites ask for a GPU in one of two ways, chosen by the environment
+# variable DATABRITTLE_SLURM_GPU (the same value on the submit host and in the jobs, which
+# inherit the environment):
+#   gpu (default)  -> resource gpu=1            -> the SLURM plugin submits with --gpus=1
+#   gpu:<model>    -> gpu=1, gpu_model=<model>  -> --gpus=<model>:1
+#   gres           -> resource gres="gpu:1"     -> --gres=gpu:1
+#   gres:<type>    -> gres="gpu:<type>:1"       -> --gres=gpu:<type>:1
+#   none           -> no GPU request (a CPU-only cluster; config device: auto then trains on CPU)
+# Local runs (--cores) do not limit these resources, so they change nothing there.
+GPU_STYLES = "gpu, gpu:<model>, gres, gres:<type> or none"
+
+
+def gpu_request(style):
+    """The resources one GPU job asks for in the given DATABRITTLE_SLURM_GPU style."""
+    kind, _, name = style.strip().partition(":")
+    if kind == "gpu":
+        return {"gpu": 1, **({"gpu_model": name} if name else {})}
+    if kind == "gres":
+        return {"gres": f"gpu:{name}:1" if name else "gpu:1"}
+    if kind == "none" and not name:
+        return {}
+    sys.exit(f"databrittle: DATABRITTLE_SLURM_GPU={style!r}: expected {GPU_STYLES}")
+
+
+GPU_REQUEST = gpu_request(os.environ.get("DATABRITTLE_SLURM_GPU") or "gpu")
+
+
+def gpu_resources(when=None):
+    """Resources of a rule that trains networks; with ``when`` (a function of the wildcards),
+    only its jobs for which it is true ask for a GPU (a resource that evaluates to None is
+    dropped by Snakemake, so the others ask for nothing)."""
+    if when is None:
+        return dict(GPU_REQUEST)
+    return {key: (lambda wildcards, value=value: value if when(wildcards) else None) for key, value in GPU_REQUEST.items()}
+
+
+def ranking_trains_models(wildcards):
+    """Whether a ranking trains models: the attribution baselines (trak, datamodels, gradcos)
+    do, except datamodels from the public release (files only); feature methods and the
+    random control only read features or draw numbers."""
+    spec = parse_method(wildcards.method)
+    if not is_attribution(spec):
+        return False
+    return not (spec.similarity == "datamodels" and config["datamodels"].get("source", "train") == "public")

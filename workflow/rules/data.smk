@@ -13,7 +13,7 @@ checkpoint data:
         dataset=DS,
         data=config["data"],
         seed=config["seed"],
-        code=code("datasets", "seeds"),
+        code=code("datasets", "cifar10", "seeds"),
     log:
         f"{LOGS}/data.log",
     benchmark:

@@ -1,5 +1,6 @@
 rule ssl:
     input:
+        unpack(pretrained_checkpoint),
         train_data=checked_train_data,
         test_data=f"{RESULTS}/data/test.npz",
     output:
@@ -15,8 +16,11 @@ rule ssl:
         seed=config["seed"],
         device=config["device"],
         torch_threads=2,
-        code=code("ssl", "ssl_objectives", "augment", "models", "features", "datasets", "device", "seeds"),
+        code=code("ssl", "ssl_objectives", "pretrained", "augment", "models", "features", "datasets", "device",
+                  "seeds"),
     threads: 2
+    resources:
+        **gpu_resources(),
     log:
         f"{LOGS}/ssl/{{ssl}}.log",
     benchmark:
@@ -42,6 +46,8 @@ rule supervised_extractor:
         torch_threads=2,
         code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
     threads: 2
+    resources:
+        **gpu_resources(),
     log:
         f"{LOGS}/supervised.log",
     benchmark:
@@ -63,7 +69,7 @@ rule features:
         stage="extract_features",
         layer=feature_layer,
         device=config["device"],
-        code=code("ssl", "ssl_objectives", "models", "features", "datasets", "device"),
+        code=code("ssl", "ssl_objectives", "pretrained", "models", "features", "datasets", "device"),
     log:
         f"{LOGS}/features/{{extractor}}.log",
     benchmark:

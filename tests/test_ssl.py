@@ -220,3 +220,55 @@ def test_knn_accuracy_on_separable_toy_set():
     assert knn_accuracy(train, train_labels, test, (test_labels + 1) % 3, k=5) == 0.0
     with pytest.raises(InputError):
         knn_accuracy(train, train_labels, test, test_labels, k=61)
+
+
+def test_cifar_augment_matches_its_parts():
+    """CifarAugment (Lightly's CIFAR-10 MoCo v2 views): shape/range/determinism, and each
+    part checked where its result is known exactly."""
+    from databrittle.augment import (CifarAugment, build_augment, colour_jitter, random_flip, random_grayscale,
+                                     random_resized_crop)
+
+    x = torch.rand(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    augment = build_augment("cifar")
+    assert isinstance(augment, CifarAugment)
+    a, b = augment(x, torch.Generator().manual_seed(1)), augment(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and float(a.min()) >= 0 and float(a.max()) <= 1
+    assert not torch.equal(a, augment(x, torch.Generator().manual_seed(2)))
+    # a crop of the whole image with ratio 1 is the identity (bilinear at pixel centres)
+    whole = random_resized_crop(x, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    torch.testing.assert_close(whole, x, rtol=0, atol=1e-6)
+    # a crop of a quarter of the area is a 2x zoom: its centre pixel pairs come from one source pixel region
+    crops = random_resized_crop(x, torch.Generator().manual_seed(0), scale=(0.25, 0.25), ratio=(1.0, 1.0))
+    assert not torch.allclose(crops, x)
+    flipped = random_flip(x, torch.Generator().manual_seed(3), p=1.0)
+    assert torch.equal(flipped, x.flip(3)) and torch.equal(random_flip(x, torch.Generator(), p=0.0), x)
+    gray = random_grayscale(x, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+    torch.testing.assert_close(gray[:, 0], 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])
+    assert torch.equal(colour_jitter(x, torch.Generator(), p=0.0), x)
+    # no brightness/contrast/saturation change and no hue turn: the identity up to rounding
+    same = colour_jitter(x, torch.Generator(), p=1.0, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+    torch.testing.assert_close(same, x, rtol=0, atol=1e-5)
+    # saturation 0 .. hue only keeps the luma of every pixel (rotation of the chroma plane)
+    hued = colour_jitter(x * 0.2 + 0.4, torch.Generator().manual_seed(5), p=1.0, brightness=0.0, contrast=0.0,
+                         saturation=0.0, hue=0.5)
+    luma = lambda t: 0.299 * t[:, 0] + 0.587 * t[:, 1] + 0.114 * t[:, 2]  # noqa: E731
+    torch.testing.assert_close(luma(hued), luma(x * 0.2 + 0.4), rtol=0, atol=1e-5)  # no clamping in range
+    with pytest.raises(InputError, match="augment 'flip'"):
+        build_augment("flip")
+
+
+def test_extractor_stage_uses_the_configured_augmentation(tmp_path):
+    """`ssl.augment: cifar` reaches the trainer: the checkpoint records CifarAugment's parameters."""
+    from databrittle.io import save_npz
+    from databrittle.stages import train_extractor
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 8)):
+        save_npz(tmp_path / f"{split}.npz", images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 labels=np.arange(n, dtype=np.int64) % 4)
+    section = dict(training_section(dict(SSL_SECTION, augment="cifar"), "moco"), epochs=1, batch_size=20)
+    train_extractor("moco", tmp_path / "train.npz", tmp_path / "test.npz", tmp_path / "m.pt", tmp_path / "m.json",
+                    backbone=BACKBONE, section=section, seed=0, device="cpu")
+    augment = load_checkpoint(tmp_path / "m.pt")["config"]["augment"]
+    assert augment["crop_scale"] == [0.08, 1.0] and augment["gray_p"] == 0.2

@@ -197,3 +197,138 @@ class DigitAugment:
     def as_dict(self) -> dict[str, float | list[float]]:
         """Plain-typed parameters (for checkpoints and sidecars)."""
         return {k: list(v) if isinstance(v, tuple) else float(v) for k, v in asdict(self).items()}
+
+
+# ---------------------------------------------------------------- CIFAR-10 (paper section 4.3)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights (torchvision's rgb_to_grayscale)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """``(n, 3, h, w)`` -> ``(n, 1, h, w)`` luma."""
+    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(1, keepdim=True)
+
+
+def random_resized_crop(x: torch.Tensor, generator: torch.Generator, *, scale: tuple[float, float] = (0.08, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Crop a random box of area fraction U(*scale) and aspect ratio log-U(*ratio) per image,
+    resized back to the input size (bilinear), all images in one ``grid_sample``.
+
+    torchvision's RandomResizedCrop redraws up to 10 times when a box does not fit; here a
+    box side larger than the image is clipped to it (the same box then covers the image
+    along that axis), which keeps the batch to one draw per image.
+    """
+    n = x.shape[0]
+    area = _uniform(n, scale[0], scale[1], generator, x.device)
+    log_ratio = _uniform(n, math.log(ratio[0]), math.log(ratio[1]), generator, x.device)
+    width = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)  # fraction of the side
+    height = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+    centre_x = (_uniform(n, -1.0, 1.0, generator, x.device) * (1.0 - width))
+    centre_y = (_uniform(n, -1.0, 1.0, generator, x.device) * (1.0 - height))
+    zeros = torch.zeros_like(width)
+    theta = torch.stack([torch.stack([width, zeros, centre_x], dim=1),
+                         torch.stack([zeros, height, centre_y], dim=1)], dim=1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator, *, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability ``p``."""
+    flip = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(3), x)
+
+
+def colour_jitter(x: torch.Tensor, generator: torch.Generator, *, p: float = 0.8, brightness: float = 0.4,
+                  contrast: float = 0.4, saturation: float = 0.4, hue: float = 0.1) -> torch.Tensor:
+    """torchvision-style ColorJitter, applied to each image with probability ``p``, in a
+    fixed order (brightness, contrast, saturation, hue; torchvision shuffles the order).
+
+    Factors per image: brightness ``x * U(1 +- b)``; contrast towards the image's mean luma
+    by ``U(1 +- c)``; saturation towards the pixel's luma by ``U(1 +- s)``; hue rotated by
+    ``U(-h, h)`` turns of the chroma plane in YIQ space (torchvision shifts hue in HSV; the
+    YIQ rotation is the linear approximation, exact on the luma axis). One-channel images
+    get brightness and contrast only. Output clamped to [0, 1].
+    """
+    n = x.shape[0]
+    apply = (torch.rand(n, generator=generator) < p).to(x.device).view(n, 1, 1, 1)
+    b = _uniform(n, 1 - brightness, 1 + brightness, generator, x.device).view(n, 1, 1, 1)
+    c = _uniform(n, 1 - contrast, 1 + contrast, generator, x.device).view(n, 1, 1, 1)
+    s = _uniform(n, 1 - saturation, 1 + saturation, generator, x.device).view(n, 1, 1, 1)
+    turn = _uniform(n, -hue, hue, generator, x.device)
+    out = (x * b).clamp(0.0, 1.0)
+    luma = _gray(out) if out.shape[1] == 3 else out
+    out = ((out - luma.mean((1, 2, 3), keepdim=True)) * c + luma.mean((1, 2, 3), keepdim=True)).clamp(0.0, 1.0)
+    if out.shape[1] == 3:
+        luma = _gray(out)
+        out = ((out - luma) * s + luma).clamp(0.0, 1.0)
+        out = _rotate_hue(out, turn).clamp(0.0, 1.0)
+    return torch.where(apply, out, x)
+
+
+_RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+def _rotate_hue(x: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
+    """Rotate each image's chroma (I, Q) by ``turn`` (n,) full turns."""
+    to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=x.dtype, device=x.device)
+    yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
+    angle = (2 * math.pi * turn).to(x.dtype).view(-1, 1, 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], dim=1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq)
+
+
+def random_grayscale(x: torch.Tensor, generator: torch.Generator, *, p: float = 0.2) -> torch.Tensor:
+    """Replace each colour image by its luma (3 equal channels) with probability ``p``."""
+    mask = (torch.rand(x.shape[0], generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    if x.shape[1] != 3:
+        return x
+    return torch.where(mask, _gray(x).expand_as(x), x)
+
+
+@dataclass(frozen=True)
+class CifarAugment:
+    """The MoCo v2 view transform of Lightly's CIFAR-10 benchmark (paper section 4.3: "using
+    the Lightly benchmark code"), batched on tensors: random resized crop to the input size
+    (scale 0.08-1), horizontal flip (p 0.5), colour jitter (p 0.8; brightness, contrast,
+    saturation 0.4, hue 0.1), random grayscale (p 0.2); no blur at 32x32 (the benchmark
+    disables it for CIFAR-10). Normalisation is left to the network input (none here: the
+    backbone sees [0, 1] pixels, like the digits pipeline).
+
+    Call: ``augment(x, generator)`` with float ``(n, c, h, w)`` in [0, 1] -> same shape in [0, 1].
+    """
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    gray_p: float = 0.2
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if x.ndim != 4 or not x.is_floating_point():
+            raise InputError(f"augment: expected a float tensor (n, c, h, w), got {x.dtype} {tuple(x.shape)}")
+        x = random_resized_crop(x, generator, scale=self.crop_scale, ratio=self.crop_ratio)
+        x = random_flip(x, generator, p=self.flip_p)
+        x = colour_jitter(x, generator, p=self.jitter_p, brightness=self.brightness, contrast=self.contrast,
+                          saturation=self.saturation, hue=self.hue)
+        return random_grayscale(x, generator, p=self.gray_p).clamp(0.0, 1.0)
+
+    def as_dict(self) -> dict[str, float | list[float]]:
+        """Plain-typed parameters (for checkpoints and sidecars)."""
+        return {k: list(v) if isinstance(v, tuple) else float(v) for k, v in asdict(self).items()}
+
+
+AUGMENTATIONS = {"digits": DigitAugment, "cifar": CifarAugment}
+"""The view augmentations by config name (``ssl.augment``, ``supervised.augment``)."""
+
+
+def build_augment(name: str) -> DigitAugment | CifarAugment:
+    """The augmentation named in the config (``digits`` default, ``cifar`` for CIFAR-10)."""
+    if name not in AUGMENTATIONS:
+        raise InputError(f"augment {name!r}: expected one of {list(AUGMENTATIONS)}")
+    return AUGMENTATIONS[name]()

@@ -148,7 +148,8 @@ def training_section(ssl_config: dict[str, Any], method: str) -> dict[str, Any]:
     for key in SSL_METHOD_KEYS[method]:
         if key not in section:
             raise InputError(f"config key 'ssl.{method}.{key}': required key is missing")
-    return {**{key: ssl_config[key] for key in SSL_SHARED_KEYS if key in ssl_config}, **section}
+    shared = {key: ssl_config[key] for key in (*SSL_SHARED_KEYS, "augment") if key in ssl_config}
+    return {**shared, **section}
 
 
 DATA_KEYS = {"digits": ("test_fraction",), "cifar10": ("root",), "imagenet": ("root", "beton")}

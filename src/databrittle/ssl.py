@@ -22,7 +22,8 @@ Deviations from the paper, for the default digits dataset (DESIGN.md section 6):
   60 epochs instead of 800 (config ``ssl.epochs``);
 - augmentations: :class:`~databrittle.augment.DigitAugment` instead of Lightly's
   ImageNet-style transform (no flips, no colour jitter, no crop to 224; see
-  :mod:`databrittle.augment`);
+  :mod:`databrittle.augment`); CIFAR-10 (``augment: cifar``) uses
+  :class:`~databrittle.augment.CifarAugment`, the Lightly benchmark's MoCo v2 transform;
 - symmetric loss (as in Lightly's benchmark), but both directions go through ONE loss
   call on the concatenated batch: queries ``[q(v0), q(v1)]`` against keys
   ``[k(v1), k(v0)]``. Lightly's benchmark calls the loss twice, so the second call sees
@@ -54,7 +55,7 @@ from torch import nn
 import torch.nn.functional as F
 from lightly.utils.scheduler import cosine_schedule
 
-from databrittle.augment import DigitAugment, to_float_nchw
+from databrittle.augment import CifarAugment, DigitAugment, to_float_nchw
 from databrittle.errors import InputError
 from databrittle.io import atomic_path
 from databrittle.models import SmallResNet, build_backbone
@@ -137,7 +138,7 @@ def build_ssl_modules(config: dict[str, Any]) -> tuple[SmallResNet, nn.Module]:
 
 def train_ssl(method: str, images: np.ndarray, labels: np.ndarray | None = None, *, backbone_cfg: dict[str, Any],
               ssl_cfg: dict[str, Any], seed: int, device: torch.device,
-              augment: DigitAugment | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+              augment: DigitAugment | CifarAugment | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train a self-supervised feature extractor with Lightly on ``images`` (labels unused).
 
     Args:
@@ -221,7 +222,7 @@ def train_ssl(method: str, images: np.ndarray, labels: np.ndarray | None = None,
 
 def train_supervised(images: np.ndarray, labels: np.ndarray, *, backbone_cfg: dict[str, Any],
                      sup_cfg: dict[str, Any], seed: int, device: torch.device,
-                     augment: DigitAugment | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+                     augment: DigitAugment | CifarAugment | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train the same backbone with a linear classifier and cross-entropy (the paper's
     "Supervised" feature extractor, fig. 2), with the same augmentations, SGD (momentum
     0.9) and a per-step cosine learning-rate decay.

@@ -95,6 +95,7 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
 
     torch.set_num_threads(torch_threads)
     from databrittle import features, ssl
+    from databrittle.augment import build_augment
     from databrittle.datasets import load_split
     from databrittle.device import resolve_device
     from databrittle.seeds import derive_seed
@@ -110,10 +111,12 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
             payload = pretrained_payload(pretrained or section["pretrained"]["path"], section["pretrained"]["sha256"])
         elif kind == "supervised":
             payload, history = ssl.train_supervised(images, labels, backbone_cfg=backbone, sup_cfg=section,
-                                                    seed=train_seed, device=torch_device)
+                                                    seed=train_seed, device=torch_device,
+                                                    augment=build_augment(section.get("augment", "digits")))
         else:
             payload, history = ssl.train_ssl(kind, images, None, backbone_cfg=backbone, ssl_cfg=section,
-                                             seed=train_seed, device=torch_device)
+                                             seed=train_seed, device=torch_device,
+                                             augment=build_augment(section.get("augment", "digits")))
         ssl.save_checkpoint(checkpoint, payload)
         knn = _backbone_knn(payload, (images, labels), load_split(test_data), torch_device)
         write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed,

@@ -335,9 +335,11 @@ def support_csv(final_steps: Sequence[Path], support: Path, *, n_steps: int) -> 
     """
     from databrittle.support import support_table
 
-    per_target = [[Path(final).with_name(f"step{step}.json") for step in range(n_steps)] for final in final_steps]
+    from pathlib import Path as FilePath
+
+    per_target = [[FilePath(final).with_name(f"step{step}.json") for step in range(n_steps)] for final in final_steps]
     for final, files in zip(final_steps, per_target):
-        if Path(final) != files[-1]:
+        if FilePath(final) != files[-1]:
             raise io.InputError(f"{final}: expected the step{n_steps - 1}.json file of a target (n_steps={n_steps})")
     io.write_csv(support, support_table([files[-1] for files in per_target], per_target))
 

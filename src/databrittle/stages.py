@@ -297,10 +297,21 @@ def lds_scores(similarity: Path, train_data: Path, targets_csv: Path, score_vect
 def bisect_step(step: int | str, metric: str, method: str, slots: Sequence[int], train_data: Path, test_data: Path,
                 targets_csv: Path, ranking: Path, step_files: Sequence[Path], *, k: int, n_test: int,
                 counterfactual: dict[str, Any], seed: int, device: str, previous_steps: Sequence[Path] = ()) -> None:
-    """Step ``step`` of Algorithm 1 for the targets in ``slots`` (one step file each)."""
+    """Step ``step`` of Algorithm 1 for the targets in ``slots`` (one step file each).
+
+    The brackets come from each target's ``step{step-1}.json`` beside its output file. The
+    rule lists only one of them as ``previous_steps`` (all of a shard's step files come from
+    one job, so one orders the DAG; listing all made the paper-scale DAG slow to build);
+    the others are read by path, and a missing one is an error naming it.
+    """
+    from pathlib import Path as FilePath
+
     step = int(step)
-    if step > 0 and len(previous_steps) != len(slots):
-        raise ValueError(f"step {step} needs one previous step file per target, got {len(previous_steps)}")
+    if len(step_files) != len(slots):
+        raise ValueError(f"step {step}: {len(step_files)} step files for {len(slots)} targets")
+    previous_files = [FilePath(f).with_name(f"step{step - 1}.json") for f in step_files] if step > 0 else []
+    if step > 0 and not {FilePath(p) for p in previous_steps} <= set(previous_files):
+        raise ValueError(f"step {step}: previous_steps {list(previous_steps)} are not this shard's step{step - 1} files")
     from databrittle.device import resolve_device
     from databrittle.reference import read_targets
     from databrittle.support import Target, read_state, run_step, write_records
@@ -314,7 +325,7 @@ def bisect_step(step: int | str, metric: str, method: str, slots: Sequence[int],
             raise io.InputError(f"{ranking}: rankings of length {rankings.shape[1]}, config bisection.k is {k}")
         targets = [Target(int(table.at[s, "target"]), int(table.at[s, "label"]), int(table.at[s, "flip_class"]),
                           rankings[s]) for s in slots]
-        previous = [read_state(p) for p in previous_steps] if step > 0 else [None] * len(slots)
+        previous = [read_state(p) for p in previous_files] if step > 0 else [None] * len(slots)
         train_images, train_labels, test_images, _, n_classes = _counterfactual_data(train_data, test_data)
         records = run_step(step, metric, targets, previous, k, n_test, seed, train_images, train_labels, test_images, n_classes,
                            TrainConfig.from_config(counterfactual), torch_device)

@@ -93,11 +93,13 @@ def feature_layer(wildcards):
 
 
 def previous_steps(wildcards, slots):
-    """Step s-1 files of a shard's targets (their brackets); none for step 0."""
+    """The step s-1 file of the shard's first target (none for step 0): one file orders the
+    DAG, since one job writes all of a shard's step files; the stage reads the others beside
+    its outputs. (Listing all of them made the CIFAR-10 DAG slow to build.)"""
     step = int(wildcards.step)
     if step == 0:
         return []
-    return [step_file(slot, step - 1).format(**wildcards) for slot in slots]
+    return [step_file(slots[0], step - 1).format(**wildcards)]
 
 
 def pretrained_checkpoint(wildcards):

@@ -14,6 +14,8 @@ rule lds_ground_truth:
         seed=config["seed"],
         device=config["device"],
         code=code("lds", "reference", *TRAINER),
+    resources:
+        **gpu_resources(),
     log:
         f"{LOGS}/lds/ground_truth.log",
     benchmark:

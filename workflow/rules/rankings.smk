@@ -17,6 +17,8 @@ rule rankings:
         baseline=baseline_params,
         seed=config["seed"],
         code=ranking_code,
+    resources:
+        **gpu_resources(when=ranking_trains_models),
     log:
         f"{LOGS}/rankings/{{method}}.log",
     benchmark:

@@ -13,6 +13,8 @@ rule reference:
         seed=config["seed"],
         device=config["device"],
         code=code("reference", *TRAINER),
+    resources:
+        **gpu_resources(),
     log:
         f"{LOGS}/reference.log",
     benchmark:

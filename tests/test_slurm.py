@@ -25,12 +25,14 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from dag_scale import dry_run, dry_run_jobs, prepare_workdir  # noqa: E402
 SCRIPT = ROOT / "scripts" / "local_slurm.sh"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 SKIP_STATUS = 77  # local_slurm.sh: this machine cannot run a test cluster
 
 # Rules that train networks; `rankings` only for the attribution baselines.
-GPU_RULES = re.compile(r"ssl|supervised_extractor|reference|lds_ground_truth|bisect_shard\d+")
+GPU_RULES = re.compile(r"ssl|supervised_extractor|features|reference|lds_ground_truth|bisect_shard\d+")
 TRAINING_BASELINES = {"trak", "datamodels", "gradcos"}
 GPU_KEYS = {"gpu", "gpu_model", "gres"}
 
@@ -40,23 +42,13 @@ SITE_RESOURCES = {"slurm_partition", "slurm_account"}
 SITE_OPTIONS = {"slurm-status-command", "slurm-init-seconds-before-status-checks", "seconds-between-status-checks"}
 
 
-def trains_networks(rule: str, wildcards: dict[str, str]) -> bool:
+def trains_networks(rule: str, wildcards: dict[str, str], public_datamodels: bool = False) -> bool:
+    """Whether a job trains networks; a baseline's ranking does (trak-N, datamodels-N too),
+    except datamodels from the public release, which reads files only."""
     if rule == "rankings":
-        return wildcards["method"] in TRAINING_BASELINES
+        base = wildcards["method"].split("-")[0]
+        return base in TRAINING_BASELINES and not (base == "datamodels" and public_datamodels)
     return bool(GPU_RULES.fullmatch(rule))
-
-
-def dry_run_jobs(output: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
-    """(rule, wildcards, resources) of every job a `snakemake -n` output lists."""
-    jobs = []
-    for match in re.finditer(r"^(?:rule|checkpoint|localrule) (\S+):\n((?:[ \t]+\S.*\n?)*)", output, re.MULTILINE):
-        body = match.group(2)
-        fields = {}
-        for name in ("wildcards", "resources"):
-            line = re.search(rf"^\s*{name}: (.*)$", body, re.MULTILINE)
-            fields[name] = dict(item.split("=", 1) for item in line.group(1).split(", ")) if line else {}
-        jobs.append((match.group(1), fields["wildcards"], fields["resources"]))
-    return jobs
 
 
 @pytest.mark.parametrize("style, expected", [
@@ -95,6 +87,43 @@ def test_unknown_gpu_style_is_a_one_line_error(tmp_path):
                             timeout=120)
     assert result.returncode != 0
     assert "DATABRITTLE_SLURM_GPU='gpus=1': expected gpu, gpu:<model>, gres, gres:<type> or none" in result.stderr
+
+
+# Jobs of the paper-scale DAGs once the data checkpoint has run (every bisection step listed):
+# CIFAR-10: 12 methods x 2 metrics x 10 shards x (budget 7 + 1) steps; ImageNet: 3 methods x 1
+# metric x 30 shards x 8 steps. The other rules: one job per method (rankings; lds_scores and
+# lds_method where LDS runs), per (metric, method) (support), per extractor, plus figures.
+PAPER_DAGS = {
+    "cifar10": {"bisect": 12 * 2 * 10 * 8, "shards": 10, "rankings": 12, "support": 24, "ssl": 1,
+                "supervised_extractor": 1, "features": 2, "reference": 1, "lds_ground_truth": 1, "lds_method": 12},
+    "imagenet": {"bisect": 3 * 1 * 30 * 8, "shards": 30, "rankings": 3, "support": 3, "ssl": 1, "features": 1,
+                 "reference": 1, "lds_ground_truth": 0, "lds_method": 0, "supervised_extractor": 0},
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_DAGS))
+def test_paper_scale_dry_run_lists_every_job_with_gpus_on_training_rules_only(tmp_path, name):
+    """`snakemake --profile slurm -n all --configfile config/<name>.yaml` after the data job:
+    the expected jobs, a GPU for the rules that train networks (ImageNet's MoCo is imported,
+    CIFAR-10's public datamodels are read from files: neither trains), none elsewhere, and the
+    DAG builds well inside issue 5's 30 s (benchmarks/dag_scale.py records the time)."""
+    config = prepare_workdir(tmp_path, name)
+    seconds, result = dry_run(tmp_path, config, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout + result.stderr)
+    counts = {rule: sum(1 for r, _, _ in jobs if r == rule) for rule in PAPER_DAGS[name] if rule not in ("bisect", "shards")}
+    bisect = [(rule, w) for rule, w, _ in jobs if rule.startswith("bisect_shard")]
+    assert len(bisect) == PAPER_DAGS[name]["bisect"]
+    assert len({rule for rule, _ in bisect}) == PAPER_DAGS[name]["shards"]
+    assert counts == {rule: n for rule, n in PAPER_DAGS[name].items() if rule not in ("bisect", "shards")}
+    assert "data" not in {rule for rule, _, _ in jobs}  # the checkpoint is done
+    public = name == "cifar10"  # config/cifar10.yaml: datamodels.source public
+    imported_ssl = name == "imagenet"  # config/imagenet.yaml: ssl.moco.pretrained
+    for rule, wildcards, resources in jobs:
+        requested = {key: value for key, value in resources.items() if key in GPU_KEYS}
+        wanted = trains_networks(rule, wildcards, public_datamodels=public) and not (rule == "ssl" and imported_ssl)
+        assert requested == ({"gpu": "1"} if wanted else {}), f"{name}: {rule} {wildcards}: {requested}"
+    assert seconds < 60, f"{name}: the dry run took {seconds:.0f} s"
 
 
 # --- through a real SLURM -------------------------------------------------------------------

@@ -70,10 +70,15 @@ def checked_train_data(wildcards):
     any training job is scheduled.
     """
     data = checkpoints.data.get()
-    from databrittle.stages import check_data_dependent
+    if data.output.sidecar not in CHECKED_SIDECARS:  # once per Snakemake process, not once per job
+        from databrittle.stages import check_data_dependent
 
-    check_data_dependent(data.output.sidecar, config)
+        check_data_dependent(data.output.sidecar, config)
+        CHECKED_SIDECARS.add(data.output.sidecar)
     return f"{RESULTS}/data/train.npz"
+
+
+CHECKED_SIDECARS = set()
 
 
 def support_files(methods, metric="{metric}"):
@@ -106,6 +111,11 @@ def pretrained_checkpoint(wildcards):
     """A published checkpoint the extractor imports instead of training (tracked as input)."""
     section = training_section(config["ssl"], wildcards.ssl)
     return {"pretrained": section["pretrained"]["path"]} if "pretrained" in section else {}
+
+
+def ssl_trains(wildcards):
+    """Whether the ssl job trains (it only imports a published checkpoint when one is configured)."""
+    return not pretrained_checkpoint(wildcards)
 
 
 def ssl_training_section(wildcards):
@@ -147,10 +157,10 @@ def esvm_params(wildcards):
     return config["esvm"] if parse_method(wildcards.method).similarity == "esvm" else {}
 
 
-# GPU requests, for cluster executors (profiles/slurm). Every rule that trains networks (ssl,
-# supervised_extractor, reference, each bisect_shard<N>, lds_ground_truth, and the rankings of
-# the attribution baselines) declares `resources: **gpu_resources(...)`; every other rule asks
-# for none. The request lives in the rules, not in the profile, because the bisection rules are
+# GPU requests, for cluster executors (profiles/slurm). Every rule that runs networks (ssl
+# unless it imports a published checkpoint, supervised_extractor, features, reference, each
+# bisect_shard<N>, lds_ground_truth, and the rankings of the attribution baselines that train
+# models) declares `resources: **gpu_resources(...)`; every other rule asks for none. The request lives in the rules, not in the profile, because the bisection rules are
 # generated per shard (bisect_shard0, bisect_shard1, ...) and a profile's set-resources can
 # only name rules it knows. Sites ask for a GPU in one of two ways, chosen by the environment
 # variable DATABRITTLE_SLURM_GPU (the same value on the submit host and in the jobs, which

@@ -20,7 +20,7 @@ rule ssl:
                   "seeds"),
     threads: 2
     resources:
-        **gpu_resources(),
+        **gpu_resources(when=ssl_trains),
     log:
         f"{LOGS}/ssl/{{ssl}}.log",
     benchmark:
@@ -70,6 +70,8 @@ rule features:
         layer=feature_layer,
         device=config["device"],
         code=code("ssl", "ssl_objectives", "pretrained", "models", "features", "datasets", "device"),
+    resources:
+        **gpu_resources(),
     log:
         f"{LOGS}/features/{{extractor}}.log",
     benchmark:

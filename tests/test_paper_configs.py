@@ -77,3 +77,5 @@ def test_training_budget_counts_models_from_the_config(cifar10, imagenet):
     assert training_budget(imagenet).total_models == 4 + 3 * 30 * 1 * 8 + 5  # LDS disabled
     report = budget_report(cifar10, seconds_per_model=36.0)
     assert f"{budget.total_models:,}" in report and f"{budget.total_models * 36 / 3600:.1f}" in report
+    lds_row = next(line for line in budget_report(imagenet).splitlines() if line.startswith("table_lds"))
+    assert lds_row.split()[-1] == "0"  # lds.enabled false: no LDS table is built

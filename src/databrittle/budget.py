@@ -90,7 +90,8 @@ def budget_report(config: dict[str, Any], seconds_per_model: float | None = None
     fig2 = [m for m in methods if parse_method(m).extractor in ("moco", "supervised")]
     rows = [("fig3 / table_auc (all methods)", budget.models_for(methods, metrics)),
             ("fig2 (moco, supervised)", budget.models_for(fig2, metrics) if fig2 else 0),
-            ("table_lds (LDS ground truth + baselines)", budget.lds + sum(budget.baselines.values())),
+            ("table_lds (LDS ground truth + baselines)",
+             budget.lds + sum(budget.baselines.values()) if config["lds"].get("enabled", True) else 0),
             ("all (every output, shared models counted once)", budget.total_models)]
     lines = [f"{'output':<50} {'models':>10}" + ("  GPU-hours" if seconds_per_model else "")]
     for name, models in rows:

@@ -84,3 +84,30 @@ def test_canonical_sorts_mapping_keys_recursively_and_keeps_list_order():
     assert list(out) == ["a", "b"] and list(out["b"]) == ["a", "z"]
     assert list(out["b"]["a"][0]) == ["x", "y"] and out["b"]["a"][1] == 1
     assert out == value  # same content
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["counterfactual"].update(arch="resnet9"),
+     "config key 'counterfactual.arch': resnet9 is not an ImageNet network"),
+    (lambda c: c["counterfactual"].pop("resolution"), "config key 'counterfactual.resolution': required for dataset "
+                                                      "imagenet"),
+    (lambda c: c.update(methods=["esvm-supervised"]), "config key 'methods': supervised features on imagenet need an "
+                                                      "imported checkpoint"),
+    (lambda c: c["ssl"]["moco"].pop("pretrained"), "config key 'methods': moco features on imagenet need an imported "
+                                                   "checkpoint (ssl.moco.pretrained)"),
+    (lambda c: c.update(methods=["gradcos"]), "config key 'methods': gradcos keeps every training image's gradient"),
+])
+def test_imagenet_config_errors_name_the_key(mutate, message):
+    """ImageNet's images stay in their betons: an ImageNet ResNet with a resolution schedule,
+    imported extractors, no Grad-Cos."""
+    config = load_config(ROOT / "config" / "imagenet.yaml")
+    mutate(config)
+    with pytest.raises(InputError) as error:
+        validate_config(config)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_resolution_is_for_imagenet_only(default_config):
+    default_config["counterfactual"]["resolution"] = {"low": 8, "high": 8, "switch_epoch": 1}
+    with pytest.raises(InputError, match="config key 'counterfactual.resolution': only for dataset imagenet"):
+        validate_config(default_config)

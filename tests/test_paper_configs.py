@@ -56,7 +56,8 @@ def test_imagenet_protocol(imagenet):
     assert c["bisection"]["metrics"] == ["removal"]
     r = c["counterfactual"]
     assert (r["arch"], r["epochs"], r["batch_size"]) == ("resnet18", 16, 1024)
-    assert r["resolution"] == {"low": 160, "high": 192, "switch_epoch": 11}  # 11 epochs at 160, last 5 at 192
+    # 11 epochs at 160, last 5 at 192; evaluation at 256 px (FFCV's ImageNet example, our choice)
+    assert r["resolution"] == {"low": 160, "high": 192, "switch_epoch": 11, "eval": 256}
     assert r["epochs"] - r["resolution"]["switch_epoch"] == 5
     assert c["ssl"]["moco"]["pretrained"]["format"] == "moco_v2_resnet50"
     assert sized(c["methods"], "trak") == [1, 4] and c["trak"]["proj_dim"] == 4096

@@ -92,6 +92,7 @@ def _check_consistency(config: dict[str, Any]) -> None:
             parse_method(method)
         except InputError as error:
             raise InputError(f"config key 'methods': {error}") from None
+    _check_beton_dataset(config)
     if config["backbone"]["name"] == "resnet18" and config["backbone"]["width"] != 64:
         raise InputError(f"config key 'backbone.width': resnet18 has width 64, not {config['backbone']['width']}")
     for key in DATA_KEYS[config["dataset"]]:
@@ -109,6 +110,35 @@ def _check_consistency(config: dict[str, Any]) -> None:
                          f"counterfactual.epochs ({recipe['epochs']})")
     if recipe["arch"] == "mlp" and recipe.get("arch_options"):
         raise InputError("config key 'counterfactual.arch_options': not used by arch mlp (use hidden)")
+
+
+def _check_beton_dataset(config: dict[str, Any]) -> None:
+    """ImageNet's images stay in their betons (databrittle.beton_images): its networks are
+    ImageNet ResNets with a resolution schedule, its features come from imported checkpoints,
+    and Grad-Cos (all per-sample gradients in memory) does not apply."""
+    from databrittle.architectures import IMAGENET_ARCHITECTURES
+    from databrittle.methods import extractors_used, parse_method
+
+    recipe = config["counterfactual"]
+    if config["dataset"] != "imagenet":
+        if "resolution" in recipe:
+            raise InputError("config key 'counterfactual.resolution': only for dataset imagenet (images read from "
+                             "its betons); other datasets train at their stored size")
+        return
+    if recipe["arch"] not in IMAGENET_ARCHITECTURES:
+        raise InputError(f"config key 'counterfactual.arch': {recipe['arch']} is not an ImageNet network "
+                         f"(dataset imagenet needs one of {IMAGENET_ARCHITECTURES})")
+    if "resolution" not in recipe:
+        raise InputError("config key 'counterfactual.resolution': required for dataset imagenet (paper A.2: "
+                         "low 160, high 192, switch_epoch 11)")
+    for extractor in extractors_used(config["methods"]):
+        if extractor == "supervised" or "pretrained" not in config["ssl"].get(extractor, {}):
+            raise InputError(f"config key 'methods': {extractor} features on imagenet need an imported checkpoint "
+                             f"(ssl.{extractor}.pretrained); extractors are not trained on ImageNet here")
+    for method in config["methods"]:
+        if parse_method(method).similarity == "gradcos":
+            raise InputError("config key 'methods': gradcos keeps every training image's gradient in memory; "
+                             "not supported for dataset imagenet")
 
 
 SSL_SHARED_KEYS = ("epochs", "batch_size", "lr", "weight_decay", "projection_dim")

@@ -13,12 +13,14 @@ dataset index to scikit-learn's original index is saved as ``split.csv`` beside 
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from databrittle.beton_images import BetonImages, open_beton_images
 from databrittle.errors import InputError
 from databrittle.io import atomic_path, load_npz, save_npz, write_csv
 
@@ -150,14 +152,43 @@ def decode_split(beton: str | os.PathLike, decoded: str | os.PathLike) -> None:
     save_npz(decoded, images=images, labels=labels)
 
 
-def load_split(decoded: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """images uint8 (n, h, w, c) and labels int64 (n,) of a split decoded by :func:`decode_split`."""
+def save_beton_split(decoded: str | os.PathLike, beton: str | os.PathLike, labels: np.ndarray,
+                     max_resolution: int) -> None:
+    """``{split}.npz`` of a split whose images stay in their beton (ImageNet): its labels
+    int64 (n,), the beton's file name (beside the .npz) and the stored maximum resolution."""
+    if Path(beton).absolute().parent != Path(decoded).absolute().parent:
+        raise ValueError(f"{beton}: the beton must lie beside {decoded}")
+    save_npz(decoded, labels=np.asarray(labels, dtype=np.int64), beton=np.array(Path(beton).name),
+             max_resolution=np.array(int(max_resolution)))
+
+
+def load_split(decoded: str | os.PathLike) -> tuple[np.ndarray | BetonImages, np.ndarray]:
+    """images and labels int64 (n,) of a split (:func:`decode_split` or :func:`save_beton_split`).
+
+    Images are uint8 (n, h, w, c) in memory, or, for a split kept in its beton, a
+    :class:`~databrittle.beton_images.BetonImages` view of all its rows.
+    """
+    if "beton" in _npz_names(decoded):
+        arrays = load_npz(decoded, ("labels", "beton", "max_resolution"))
+        beton = Path(decoded).parent / str(arrays["beton"])
+        images = open_beton_images(beton, int(arrays["max_resolution"]))
+        if len(images) != len(arrays["labels"]):
+            raise InputError(f"{decoded}: {len(arrays['labels'])} labels for the {len(images)} images of {beton}")
+        return images, arrays["labels"].astype(np.int64)
     arrays = load_npz(decoded, ("images", "labels"))
     images, labels = arrays["images"], arrays["labels"]
     if images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or len(images) != len(labels):
         raise InputError(f"{decoded}: expected uint8 images (n, h, w, c) and n int labels, got "
                          f"{images.dtype} {images.shape} and {labels.shape}")
     return images, labels.astype(np.int64)
+
+
+def _npz_names(path: str | os.PathLike) -> list[str]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return list(archive.files)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+        return []  # load_npz names the problem
 
 
 def class_counts(labels: np.ndarray) -> dict[int, int]:
@@ -188,6 +219,23 @@ def prepare_cifar10(out_dir: str | os.PathLike, root: str | os.PathLike, downloa
     from databrittle.cifar10 import load_cifar10_splits
 
     return write_splits(out_dir, load_cifar10_splits(root, download=download, md5=md5))
+
+
+def prepare_imagenet_splits(out_dir: str | os.PathLike, root: str | os.PathLike, beton: dict,
+                            seed: int) -> dict[str, np.ndarray]:
+    """ImageNet's betons (train, and val as the test split) with FFCV's ImageNet settings
+    (config ``data.beton``), their ``{split}.npz`` (labels + beton name: the images stay in
+    the beton) and ``split.csv``; returns the labels per split."""
+    from databrittle.imagenet import ImageBetonSettings, prepare_imagenet
+
+    out_dir = Path(out_dir)
+    settings = ImageBetonSettings(**beton, seed=seed)
+    table = prepare_imagenet(root, out_dir, settings, beton_names={"train": "train.beton", "val": "test.beton"})
+    labels = {}
+    for split, source in (("train", "train"), ("test", "val")):
+        labels[split] = table.loc[table["split"] == source, "label"].to_numpy(dtype=np.int64)
+        save_beton_split(out_dir / f"{split}.npz", out_dir / f"{split}.beton", labels[split], settings.max_resolution)
+    return labels
 
 
 def write_splits(out_dir: str | os.PathLike, splits: dict[str, Split]) -> dict[str, Split]:

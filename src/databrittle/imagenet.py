@@ -221,15 +221,19 @@ def _raise_on_failures(failures: Path) -> None:
 
 
 def prepare_imagenet(root: str | os.PathLike, out_dir: str | os.PathLike,
-                     settings: ImageBetonSettings = ImageBetonSettings()) -> pd.DataFrame:
+                     settings: ImageBetonSettings = ImageBetonSettings(),
+                     beton_names: dict[str, str] | None = None) -> pd.DataFrame:
     """Write ``out_dir/train.beton``, ``out_dir/val.beton`` and ``out_dir/split.csv``.
 
-    ``split.csv`` is :func:`sample_table` (split, index, path, wnid, label). Returns it.
+    ``beton_names`` renames the betons (the pipeline writes ``val`` as its test split,
+    ``{"val": "test.beton"}``). ``split.csv`` is :func:`sample_table` (split, index, path,
+    wnid, label). Returns it.
     """
     folders = imagenet_folders(root)
     out_dir = Path(out_dir)
+    names = {split: f"{split}.beton" for split in SPLITS} | (beton_names or {})
     for split, folder in folders.items():
-        write_image_beton(out_dir / f"{split}.beton", folder, settings)
+        write_image_beton(out_dir / names[split], folder, settings)
     table = sample_table(folders, root)
     write_csv(out_dir / "split.csv", table)
     return table

@@ -217,6 +217,24 @@ def extract_pretrained_features(model: nn.Module, images: np.ndarray, device: to
     return torch.cat(chunks).numpy().astype(np.float32, copy=False)
 
 
+@torch.no_grad()
+def extract_beton_features(model: nn.Module, images, device: torch.device, resolution: int = 224) -> np.ndarray:
+    """Penultimate features of images read from a beton (ImageNet), float32 (n, 2048).
+
+    Each image is MoCo's evaluation view as FFCV decodes it: the centre 224/256 crop of its
+    shorter side resized to ``resolution`` (224) px, then ImageNet-normalised
+    (:func:`databrittle.beton_images.centre_crop_batches`); row i = row i of ``images``
+    (a :class:`~databrittle.beton_images.BetonImages`).
+    """
+    from databrittle.beton_images import centre_crop_batches, normalise
+
+    model = model.to(device).eval()
+    chunks = [model(normalise(batch)).float().cpu() for batch in centre_crop_batches(images, resolution, device)]
+    if not chunks:
+        return np.zeros((0, FEATURE_DIM), dtype=np.float32)
+    return torch.cat(chunks).numpy().astype(np.float32, copy=False)
+
+
 PRETRAINED_METHOD = "moco_v2_resnet50"
 """``config["method"]`` of a payload that holds an imported MoCo v2 ResNet-50."""
 

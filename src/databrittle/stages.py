@@ -26,15 +26,20 @@ def prepare_data(train_beton: Path, test_beton: Path, train_data: Path, test_dat
                  sidecar: Path, *, dataset: str, data: dict[str, Any], seed: int) -> None:
     """Write the dataset's betons, decode them back (the arrays later stages load), the split
     map and a sidecar with class counts."""
-    from databrittle.datasets import class_counts, decode_split, prepare_cifar10, prepare_digits
+    from databrittle.datasets import class_counts, decode_split, prepare_cifar10, prepare_digits, prepare_imagenet_splits
     from databrittle.seeds import derive_seed
 
-    if dataset == "imagenet":
-        raise io.InputError("config key 'dataset': imagenet runs as far as a dry run and the library functions "
-                            "(databrittle.imagenet betons, databrittle.pretrained features); training ResNet-18s "
-                            "from the betons through FFCV's Loader is not implemented yet (README: Paper scale)")
     with measured() as meter:
         out_dir = os.path.dirname(train_beton)
+        if dataset == "imagenet":  # the images stay in the betons (databrittle.beton_images)
+            labels = prepare_imagenet_splits(out_dir, data["root"], data["beton"], derive_seed(seed, "beton") % (2**32))
+            side = data["beton"]["max_resolution"]
+            write_sidecar(sidecar, params={"dataset": dataset, **data, "seed": seed}, meter=meter,
+                          outputs=[train_beton, test_beton, split_csv],
+                          class_counts={name: class_counts(split) for name, split in labels.items()},
+                          shapes={name: [len(split), side, side, 3] for name, split in labels.items()},
+                          images_in_beton=True)
+            return
         if dataset == "cifar10":
             splits = prepare_cifar10(out_dir, data["root"], data.get("download", False), data.get("md5"))
         else:
@@ -118,7 +123,10 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
                                              seed=train_seed, device=torch_device,
                                              augment=build_augment(section.get("augment", "digits")))
         ssl.save_checkpoint(checkpoint, payload)
-        knn = _backbone_knn(payload, (images, labels), load_split(test_data), torch_device)
+        # an imported extractor gets its kNN number in the features sidecar (ImageNet: one
+        # pass over 1.28M images is enough)
+        knn = None if "pretrained" in section else _backbone_knn(payload, (images, labels), load_split(test_data),
+                                                                 torch_device)
         write_sidecar(sidecar, params={"kind": kind, "backbone": backbone, kind: section, "seed": seed,
                                        "torch_threads": torch_threads, "knn_monitor_k": features.KNN_MONITOR_K},
                       meter=meter, outputs=[checkpoint], device=str(torch_device), seeds={"train": train_seed},

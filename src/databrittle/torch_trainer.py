@@ -15,6 +15,7 @@ so a model costs no loader start-up and removal/relabelling never rewrites data.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -26,7 +27,8 @@ from databrittle.schedule import ModelJob
 from databrittle.seeds import derive_seed
 from databrittle.train_augment import augment, channel_stats, to_network_input
 
-__all__ = ["autocast", "init_model", "train_one", "evaluate", "channel_stats", "to_network_input"]
+__all__ = ["autocast", "init_model", "train_one", "sgd_train", "predict", "evaluate", "channel_stats",
+           "to_network_input"]
 
 EVAL_BATCH = 1024
 
@@ -66,35 +68,65 @@ def train_one(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
     mean, std = channel_stats(images)
     fill = mean.round().to(torch.uint8)
     generator = torch.Generator(device=device).manual_seed(derive_seed(job.seed, "augment"))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
     channels_last = device.type == "cuda"
+    plan = plan.to(device)
+
+    def batches():
+        for step in range(len(plan)):
+            batch = images[plan[step]]
+            if augment_batches:
+                batch = augment(batch, generator, fill)
+            yield to_network_input(batch, mean, std, channels_last), labels[plan[step]]
+
+    sgd_train(model, batches(), lrs, momentum=momentum, weight_decay=weight_decay, label_smoothing=label_smoothing)
+
+
+def sgd_train(model: torch.nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], lrs: torch.Tensor, *,
+              momentum: float, weight_decay: float, label_smoothing: float) -> None:
+    """The recipe's optimisation loop (paper A.2), shared by every network backend.
+
+    SGD with momentum and weight decay on every parameter, cross-entropy with label smoothing,
+    the learning rate of step t set to ``lrs[t]`` before the step, bfloat16 autocast on CUDA.
+
+    Args:
+        batches: one (network input float (B, ...), labels int64 (B,)) pair per step, on the
+            model's device; exactly ``len(lrs)`` of them.
+        lrs: float32 (T,) learning rates.
+    """
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=momentum, weight_decay=weight_decay)
+    device = next(model.parameters()).device
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
-    plan = plan.to(device)
     model.train()
-    for step, lr in enumerate(lrs.tolist()):
+    steps = 0
+    for lr, (inputs, targets) in zip(lrs.tolist(), batches):
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = images[plan[step]]
-        if augment_batches:
-            batch = augment(batch, generator, fill)
         with autocast(device):
-            loss = F.cross_entropy(model(to_network_input(batch, mean, std, channels_last)), labels[plan[step]],
-                                   label_smoothing=label_smoothing)
+            loss = F.cross_entropy(model(inputs), targets, label_smoothing=label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        steps += 1
+    if steps != len(lrs):
+        raise RuntimeError(f"sgd_train: {steps} batches for {len(lrs)} learning-rate steps")
 
 
 @torch.no_grad()
+def predict(model: torch.nn.Module, inputs: Iterable[torch.Tensor]) -> torch.Tensor:
+    """float32 (n, C) logits of a model in eval mode over batches of network inputs (no
+    augmentation), concatenated in order; (0, 0) for no batch."""
+    model.eval()
+    chunks = []
+    for batch in inputs:
+        with autocast(batch.device):
+            chunks.append(model(batch).float())
+    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+
+
 def evaluate(model: torch.nn.Module, train_images: torch.Tensor, eval_images: torch.Tensor) -> torch.Tensor:
     """float32 (n_eval, C) logits on uint8 (n_eval, H, W, C) images, no augmentation."""
     mean, std = channel_stats(train_images)
     channels_last = eval_images.device.type == "cuda"
-    model.eval()
-    chunks = []
-    for start in range(0, len(eval_images), EVAL_BATCH):
-        with autocast(eval_images.device):
-            chunks.append(model(to_network_input(eval_images[start:start + EVAL_BATCH], mean, std,
-                                                 channels_last)).float())
-    return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+    return predict(model, (to_network_input(eval_images[start:start + EVAL_BATCH], mean, std, channels_last)
+                           for start in range(0, len(eval_images), EVAL_BATCH)))

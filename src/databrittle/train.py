@@ -15,6 +15,10 @@ Backends, by ``arch``:
 - CIFAR-sized networks (``resnet9`` = paper A.2, and the transfer architectures of paper
   section 4.4 / appendix B): :mod:`databrittle.torch_trainer`, one model after another on
   images held on the device, augmented there.
+- ImageNet networks (``resnet18``, paper A.2) on images that stay in their beton
+  (:class:`~databrittle.beton_images.BetonImages`, what :func:`databrittle.datasets.load_split`
+  returns for ImageNet): :mod:`databrittle.beton_trainer`, batches read by FFCV's Loader in
+  the same per-model order.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from databrittle import mlp_trainer, torch_trainer
+from databrittle import beton_trainer, mlp_trainer, torch_trainer
 from databrittle.architectures import ARCHITECTURES
+from databrittle.beton_images import BetonImages
 from databrittle.errors import InputError
 from databrittle.schedule import ModelJob, check_job, label_table, lr_table, model_plan, stacked_plans
 
@@ -52,6 +57,10 @@ class TrainConfig:
             for a small ResNet-9); empty = the paper's size.
         augment: flip + translate(2) + cutout(8) (paper A.2) for the CIFAR-sized networks.
         models_per_pass: most models the ``mlp`` backend trains in one batched pass.
+        resolution: ImageNet only (images read from a beton, :mod:`databrittle.beton_trainer`):
+            ``{low, high, switch_epoch, eval}``, training crops of ``low`` px before epoch
+            ``switch_epoch`` and ``high`` px from it on (paper A.2: 160 px for 11 epochs, then
+            192 px), evaluation centre crops of ``eval`` px (FFCV's ImageNet example: 256).
     """
 
     arch: str
@@ -66,6 +75,7 @@ class TrainConfig:
     arch_options: dict[str, Any] = field(default_factory=dict)
     augment: bool = True
     models_per_pass: int = 128
+    resolution: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "hidden", "models_per_pass"):
@@ -84,16 +94,17 @@ class TrainConfig:
         return self.lr_peak_epoch / self.epochs
 
 
-def train_models(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
-                 jobs: Sequence[ModelJob], cfg: TrainConfig, eval_images: np.ndarray | torch.Tensor,
+def train_models(train_images: np.ndarray | torch.Tensor | BetonImages, train_labels: np.ndarray | torch.Tensor,
+                 jobs: Sequence[ModelJob], cfg: TrainConfig, eval_images: np.ndarray | torch.Tensor | BetonImages,
                  n_classes: int, device: torch.device) -> np.ndarray:
     """Train one model per job and return their logits on ``eval_images``.
 
     Args:
-        train_images: uint8 (N, H, W, C) training images.
+        train_images: uint8 (N, H, W, C) training images, or the N images of a beton.
         train_labels: int64 (N,) training labels.
         jobs: one :class:`ModelJob` per model (seed, removals, label overrides).
-        eval_images: uint8 (n_eval, H, W, C) images to evaluate.
+        eval_images: uint8 (n_eval, H, W, C) images to evaluate (beton images with beton
+            training images).
     Returns:
         float32 (n_models, n_eval, n_classes) logits, in job order. A model's logits depend
         only on its job and the recipe: rerunning a call gives identical numbers on CPU. With
@@ -104,8 +115,11 @@ def train_models(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarr
     """
     if cfg.arch not in ARCHS:
         raise InputError(f"config key 'counterfactual.arch': unknown architecture {cfg.arch!r}; known: {ARCHS}")
+    if isinstance(train_images, BetonImages):
+        return beton_trainer.train_models(train_images, _labels(train_labels), jobs, cfg, eval_images, n_classes,
+                                          device)
     images = torch.as_tensor(np.asarray(train_images))
-    labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
+    labels = _labels(train_labels)
     evals = torch.as_tensor(np.asarray(eval_images))
     check_inputs(images, labels, evals, n_classes)
     for job in jobs:
@@ -115,6 +129,10 @@ def train_models(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarr
     if cfg.arch == "mlp":
         return _train_mlp(images, labels, list(jobs), cfg, evals, n_classes, device)
     return _train_networks(images, labels, list(jobs), cfg, evals, n_classes, device)
+
+
+def _labels(train_labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
 
 
 def check_inputs(images: torch.Tensor, labels: torch.Tensor, evals: torch.Tensor, n_classes: int) -> None:
@@ -179,14 +197,20 @@ def _train_networks(images: torch.Tensor, labels: torch.Tensor, jobs: list[Model
     return torch.stack(out).numpy().astype(np.float32)
 
 
-def trained_modules(train_images: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+def trained_modules(train_images: np.ndarray | torch.Tensor | BetonImages, train_labels: np.ndarray | torch.Tensor,
                     jobs: Sequence[ModelJob], cfg: TrainConfig, n_classes: int,
                     device: torch.device) -> list[torch.nn.Module]:
     """Train one model per job (as :func:`train_models`) and return them as ``nn.Module``s in
     eval mode, for the attribution baselines that need the models themselves (TRAK's
     checkpoints, Grad-Cos's gradients). A module takes :func:`module_inputs`."""
+    if isinstance(train_images, BetonImages):
+        labels = _labels(train_labels)
+        beton_trainer.check_inputs(train_images, labels, None, n_classes, cfg)
+        for job in jobs:
+            check_job(job, len(labels), n_classes)
+        return [m.eval() for m in beton_trainer.fit_networks(train_images, labels, list(jobs), cfg, n_classes, device)]
     images = torch.as_tensor(np.asarray(train_images))
-    labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.int64)
+    labels = _labels(train_labels)
     check_inputs(images, labels, images[:0], n_classes)
     for job in jobs:
         check_job(job, len(labels), n_classes)
@@ -201,7 +225,11 @@ def trained_modules(train_images: np.ndarray | torch.Tensor, train_labels: np.nd
 def module_inputs(cfg: TrainConfig, train_images: np.ndarray | torch.Tensor,
                   images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """What a module of :func:`trained_modules` takes: float32 (n, d) vectors in [0, 1] for
-    the ``mlp``, normalised (n, C, H, W) images (training-split statistics) otherwise."""
+    the ``mlp``, normalised (n, C, H, W) images (training-split statistics) otherwise.
+    (Images read from a beton come in batches: :func:`databrittle.beton_trainer.module_batches`.)"""
+    if isinstance(images, BetonImages):
+        raise InputError(f"module_inputs: the images of {images.path} are read in batches "
+                         "(databrittle.beton_trainer.module_batches), not held in memory")
     images = torch.tensor(np.asarray(images))
     if cfg.arch == "mlp":
         return images.reshape(len(images), -1).float() / 255.0

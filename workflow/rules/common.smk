@@ -28,8 +28,8 @@ PER_JOB = config["targets"]["per_job"]
 SHARDS = [list(range(start, min(start + PER_JOB, N_TARGETS))) for start in range(0, N_TARGETS, PER_JOB)]
 STAGE_SCRIPT = "../scripts/run_stage.py"
 # Modules behind databrittle.train.train_models: every rule that trains lists them.
-TRAINER = ("train", "schedule", "mlp_trainer", "torch_trainer", "train_augment", "architectures", "device", "seeds",
-           "datasets")
+TRAINER = ("train", "schedule", "mlp_trainer", "torch_trainer", "beton_trainer", "train_augment", "architectures",
+           "device", "seeds", "datasets", "beton_images")
 
 
 def code(*modules):
@@ -147,9 +147,9 @@ def ranking_code(wildcards):
     """Code hash of a ranking: a baseline's own module (and the trainer), or the feature path."""
     spec = parse_method(wildcards.method)
     if is_attribution(spec):
-        return code("rank", "methods", "datasets", "reference", "lds", "baselines.run",
+        return code("rank", "methods", "datasets", "beton_images", "reference", "lds", "baselines.run",
                     f"baselines.{spec.similarity}", *TRAINER)
-    return code("rank", "esvm", "methods", "datasets", "reference", "seeds")
+    return code("rank", "esvm", "methods", "datasets", "beton_images", "reference", "seeds")
 
 
 def esvm_params(wildcards):

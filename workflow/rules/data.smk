@@ -13,7 +13,7 @@ checkpoint data:
         dataset=DS,
         data=config["data"],
         seed=config["seed"],
-        code=code("datasets", "cifar10", "seeds"),
+        code=code("datasets", "beton_images", "cifar10", "imagenet", "seeds"),
     log:
         f"{LOGS}/data.log",
     benchmark:

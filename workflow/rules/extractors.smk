@@ -16,8 +16,8 @@ rule ssl:
         seed=config["seed"],
         device=config["device"],
         torch_threads=2,
-        code=code("ssl", "ssl_objectives", "pretrained", "augment", "models", "features", "datasets", "device",
-                  "seeds"),
+        code=code("ssl", "ssl_objectives", "pretrained", "augment", "models", "features", "datasets", "beton_images",
+                  "device", "seeds"),
     threads: 2
     resources:
         **gpu_resources(when=ssl_trains),
@@ -44,7 +44,7 @@ rule supervised_extractor:
         seed=config["seed"],
         device=config["device"],
         torch_threads=2,
-        code=code("ssl", "augment", "models", "features", "datasets", "device", "seeds"),
+        code=code("ssl", "augment", "models", "features", "datasets", "beton_images", "device", "seeds"),
     threads: 2
     resources:
         **gpu_resources(),
@@ -69,7 +69,7 @@ rule features:
         stage="extract_features",
         layer=feature_layer,
         device=config["device"],
-        code=code("ssl", "ssl_objectives", "pretrained", "models", "features", "datasets", "device"),
+        code=code("ssl", "ssl_objectives", "pretrained", "models", "features", "datasets", "beton_images", "device"),
     resources:
         **gpu_resources(),
     log:

@@ -38,7 +38,7 @@ rule lds_scores:
         stage="lds_scores",
         method="{method}",
         top_fraction=config["lds"]["top_fraction"],
-        code=code("rank", "methods", "datasets", "reference"),
+        code=code("rank", "methods", "datasets", "beton_images", "reference"),
     log:
         f"{LOGS}/scores/{{method}}.log",
     script:

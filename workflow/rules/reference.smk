@@ -35,7 +35,7 @@ rule targets:
         n_targets=config["targets"]["n_targets"],
         require_correct=config["targets"].get("require_correct", True),
         seed=config["seed"],
-        code=code("reference", "train", "datasets", "seeds"),
+        code=code("reference", "train", "datasets", "beton_images", "seeds"),
     log:
         f"{LOGS}/targets.log",
     script:

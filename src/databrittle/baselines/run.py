@@ -8,8 +8,9 @@ signed already). All models come from :func:`databrittle.train.trained_modules` 
 ``counterfactual``), seeded by purpose keys of the base seed.
 
 - ``trak`` (Park et al. 2023; paper Figs. 1, 3, 4, Table 1): ``n_models`` models on all
-  training data (keys "trak-model", r), traker with the CPU projector of dimension
-  ``proj_dim`` (:mod:`databrittle.baselines.trak`).
+  training data (keys "trak-model", r), traker with its block-wise projector
+  (``BasicProjector``) of dimension ``proj_dim`` on the job's device (a GPU on a cluster; the
+  CUDA-only ``fast_jl`` projector is not a dependency) (:mod:`databrittle.baselines.trak`).
 - ``datamodels`` (Ilyas et al. 2022; paper Table 1, Fig. 3): with ``source: public`` the
   user's local copy of the public CIFAR-10 release (pre-fitted weights, or a fit on its
   masks and margins; sha256-checked); otherwise ``n_models`` models on random
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from databrittle.beton_images import BetonImages
 from databrittle.errors import InputError
 from databrittle.schedule import ModelJob
 from databrittle.seeds import derive_seed
@@ -81,11 +83,20 @@ def _trak(train_images, train_labels, target_images, target_labels, options, rec
 
     jobs = [ModelJob(seed=derive_seed(seed, "trak-model", r)) for r in range(options["n_models"])]
     models = trained_modules(train_images, train_labels, jobs, recipe, n_classes, device)
+    settings = {"proj_dim": options["proj_dim"], "seed": derive_seed(seed, "trak-projection") % (2**31),
+                "device": str(device)}
     with tempfile.TemporaryDirectory(prefix="trak-") as work:
+        if isinstance(train_images, BetonImages):  # ImageNet: inputs read from the betons batch by batch
+            from databrittle.baselines.trak import trak_scores_from_batches
+            from databrittle.beton_trainer import module_batches
+
+            return trak_scores_from_batches(
+                models, lambda: module_batches(train_images, train_labels, recipe, device), len(train_labels),
+                lambda: module_batches(target_images, target_labels, recipe, device), len(target_labels),
+                save_dir=f"{work}/store", **settings)
         return trak_scores(models, module_inputs(recipe, train_images, train_images), torch.tensor(np.asarray(train_labels)),
                            module_inputs(recipe, train_images, target_images), torch.tensor(np.asarray(target_labels)),
-                           proj_dim=options["proj_dim"], save_dir=f"{work}/store",
-                           seed=derive_seed(seed, "trak-projection") % (2**31), device="cpu")
+                           save_dir=f"{work}/store", **settings)
 
 
 def _datamodels(train_images, train_labels, target_images, target_labels, options, recipe, seed, device, n_classes,
@@ -111,6 +122,9 @@ def _datamodels(train_images, train_labels, target_images, target_labels, option
 def _gradcos(train_images, train_labels, target_images, target_labels, recipe, seed, device, n_classes):
     from databrittle.baselines.gradcos import gradcos_scores, per_sample_gradients
 
+    if isinstance(train_images, BetonImages):
+        raise InputError(f"method 'gradcos': keeps the per-sample gradients of every training image in memory; "
+                         f"not supported for the images of {train_images.path} (ImageNet)")
     model = trained_modules(train_images, train_labels, [ModelJob(seed=derive_seed(seed, "gradcos-model"))], recipe,
                             n_classes, device)[0]
     train_grads = per_sample_gradients(model, module_inputs(recipe, train_images, train_images),

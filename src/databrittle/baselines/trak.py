@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Literal, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ import torch
 from databrittle.errors import InputError
 
 _EXPERIMENT = "targets"
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 def _check_inputs(models: Sequence[torch.nn.Module], train_inputs: torch.Tensor, train_labels: torch.Tensor,
@@ -76,14 +78,18 @@ def _check_inputs(models: Sequence[torch.nn.Module], train_inputs: torch.Tensor,
         raise InputError(f"trak_scores: batch_size must be an integer >= 1, got {batch_size!r}")
     if not np.isfinite(lambda_reg) or lambda_reg < 0:
         raise InputError(f"trak_scores: lambda_reg must be finite and >= 0, got {lambda_reg!r}")
-    n_params = sum(p.numel() for p in models[0].parameters())
-    if lambda_reg == 0 and proj_dim > min(n_params, train_inputs.shape[0]):
-        raise InputError(f"trak_scores: proj_dim={proj_dim} exceeds min(number of model parameters={n_params}, "
-                         f"n_train={train_inputs.shape[0]}), so the TRAK kernel Phi^T Phi is singular; lower "
-                         "proj_dim or set lambda_reg > 0")
+    _check_projection(models[0], proj_dim, train_inputs.shape[0], lambda_reg)
     if save_dir.exists() and (not save_dir.is_dir() or any(save_dir.iterdir())):
         raise InputError(f"trak_scores: save_dir {save_dir} must be a new or empty directory (traker would "
                          "otherwise reuse the results stored there)")
+
+
+def _check_projection(model: torch.nn.Module, proj_dim: int, n_train: int, lambda_reg: float) -> None:
+    n_params = sum(p.numel() for p in model.parameters())
+    if lambda_reg == 0 and proj_dim > min(n_params, n_train):
+        raise InputError(f"trak_scores: proj_dim={proj_dim} exceeds min(number of model parameters={n_params}, "
+                         f"n_train={n_train}), so the TRAK kernel Phi^T Phi is singular; lower "
+                         "proj_dim or set lambda_reg > 0")
 
 
 def _check_outputs(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -148,26 +154,49 @@ def trak_scores(models: Sequence[torch.nn.Module], train_inputs: torch.Tensor, t
         float32 (T, n_train): ``scores[t, i]`` is the TRAK attribution of training sample i to
         target t (positive: sample i supports the target's correct-class margin).
     """
+    save_dir = Path(save_dir)
+    _check_inputs(models, train_inputs, train_labels, target_inputs, target_labels, proj_dim, batch_size,
+                  lambda_reg, save_dir)
+
+    def batches(inputs: torch.Tensor, labels: torch.Tensor):
+        return lambda: ((inputs[start:start + batch_size], labels[start:start + batch_size])
+                        for start in range(0, len(labels), batch_size))
+
+    return trak_scores_from_batches(models, batches(train_inputs, train_labels), len(train_labels),
+                                    batches(target_inputs, target_labels), len(target_labels), proj_dim=proj_dim,
+                                    save_dir=save_dir, seed=seed, device=device, proj_type=proj_type,
+                                    lambda_reg=lambda_reg)
+
+
+def trak_scores_from_batches(models: Sequence[torch.nn.Module], train_batches: Callable[[], Iterable[Batch]],
+                             n_train: int, target_batches: Callable[[], Iterable[Batch]], n_targets: int, *,
+                             proj_dim: int, save_dir: str | Path, seed: int, device: str = "cpu",
+                             proj_type: Literal["rademacher", "normal"] = "rademacher",
+                             lambda_reg: float = 0.0) -> np.ndarray:
+    """:func:`trak_scores` over batches that need not fit in memory together (ImageNet).
+
+    Args:
+        train_batches, target_batches: each call returns a fresh iterable of (inputs float
+            (b, ...), labels int64 (b,)) batches covering the n_train training samples / the
+            n_targets targets in order (the first batch's model outputs are checked).
+        Other arguments and the result as for :func:`trak_scores`.
+    """
     from trak import TRAKer
     from trak.projectors import ProjectionType
 
     save_dir = Path(save_dir)
-    _check_inputs(models, train_inputs, train_labels, target_inputs, target_labels, proj_dim, batch_size,
-                  lambda_reg, save_dir)
+    if save_dir.exists() and (not save_dir.is_dir() or any(save_dir.iterdir())):
+        raise InputError(f"trak_scores: save_dir {save_dir} must be a new or empty directory (traker would "
+                         "otherwise reuse the results stored there)")
     if proj_type not in ("rademacher", "normal"):
         raise InputError(f"trak_scores: proj_type must be 'rademacher' or 'normal', got {proj_type!r}")
+    if not models:
+        raise InputError("trak_scores: models is empty; TRAK needs at least one model checkpoint")
+    _check_projection(models[0], proj_dim, n_train, lambda_reg)
     torch_device = torch.device(device)  # traker compares its device with the string "cpu"
 
     # traker loads every checkpoint into the model it is given and sets it to eval mode: use a copy.
     work_model = copy.deepcopy(models[0]).to(device=torch_device, dtype=torch.float32).eval()
-    train_x = train_inputs.to(device=torch_device, dtype=torch.float32)
-    train_y = train_labels.to(device=torch_device, dtype=torch.long)
-    target_x = target_inputs.to(device=torch_device, dtype=torch.float32)
-    target_y = target_labels.to(device=torch_device, dtype=torch.long)
-    _check_outputs(work_model, train_x, train_y)
-    _check_outputs(work_model, target_x, target_y)
-
-    n_train, n_targets = train_x.shape[0], target_x.shape[0]
     n_params = sum(p.numel() for p in work_model.parameters())
     projector = _projector_class()(grad_dim=n_params, proj_dim=int(proj_dim), seed=int(seed),
                                proj_type=ProjectionType(proj_type), device=torch_device, dtype=torch.float32)
@@ -176,18 +205,28 @@ def trak_scores(models: Sequence[torch.nn.Module], train_inputs: torch.Tensor, t
                     use_half_precision=False, logging_level=logging.WARNING, lambda_reg=float(lambda_reg))
     checkpoints = [{k: v.detach().to(torch_device) for k, v in m.state_dict().items()} for m in models]
 
+    def on_device(batches: Iterable[Batch], expected: int, name: str):
+        seen = 0
+        for index, (x, y) in enumerate(batches):
+            x = x.to(device=torch_device, dtype=torch.float32)
+            y = y.to(device=torch_device, dtype=torch.long)
+            if index == 0:
+                _check_outputs(work_model, x, y)
+            seen += len(y)
+            yield [x, y], len(y)
+        if seen != expected:
+            raise InputError(f"trak_scores: the {name} batches hold {seen} samples, expected {expected}")
+
     for model_id, checkpoint in enumerate(checkpoints):
         traker.load_checkpoint(checkpoint, model_id=model_id)
-        for start in range(0, n_train, batch_size):
-            stop = min(start + batch_size, n_train)
-            traker.featurize(batch=[train_x[start:stop], train_y[start:stop]], num_samples=stop - start)
+        for batch, size in on_device(train_batches(), n_train, "train"):
+            traker.featurize(batch=batch, num_samples=size)
     traker.finalize_features()
 
     for model_id, checkpoint in enumerate(checkpoints):
         traker.start_scoring_checkpoint(exp_name=_EXPERIMENT, checkpoint=checkpoint, model_id=model_id,
                                         num_targets=n_targets)
-        for start in range(0, n_targets, batch_size):
-            stop = min(start + batch_size, n_targets)
-            traker.score(batch=[target_x[start:stop], target_y[start:stop]], num_samples=stop - start)
+        for batch, size in on_device(target_batches(), n_targets, "target"):
+            traker.score(batch=batch, num_samples=size)
     scores = traker.finalize_scores(exp_name=_EXPERIMENT)  # memmap (n_train, T)
     return np.ascontiguousarray(np.asarray(scores, dtype=np.float32).T)

@@ -89,6 +89,26 @@ def test_unknown_gpu_style_is_a_one_line_error(tmp_path):
     assert "DATABRITTLE_SLURM_GPU='gpus=1': expected gpu, gpu:<model>, gres, gres:<type> or none" in result.stderr
 
 
+def test_steps_of_a_shard_group_into_one_allocation(tmp_path):
+    """The profile's commented grouping: with every shard rule in group `bisect` and one
+    component per group, the default DAG has one group job per (metric, method, shard) chain,
+    each holding that chain's budget + 1 step jobs."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    result = subprocess.run([*SNAKEMAKE, "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                             "--profile", str(ROOT / "slurm"), "all", "--groups", "bisect_shard0=bisect",
+                             "--group-components", "bisect=1"],
+                            capture_output=True, text=True, env={**os.environ, "DATABRITTLE_SLURM_GPU": "gpu"},
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    chains = len(config["methods"]) * len(config["bisection"]["metrics"])  # one shard (per_job = n_targets)
+    groups = result.stdout.split("Group job bisect")[1:]
+    assert len(groups) == chains
+    steps = config["bisection"]["budget"] + 1
+    assert all(len(re.findall(r"^\s*rule bisect_shard0:$", group.split("Group job")[0], re.MULTILINE)) == steps
+               for group in groups)
+
+
 # Jobs of the paper-scale DAGs once the data checkpoint has run (every bisection step listed):
 # CIFAR-10: 12 methods x 2 metrics x 10 shards x (budget 7 + 1) steps; ImageNet: 3 methods x 1
 # metric x 30 shards x 8 steps. The other rules: one job per method (rankings; lds_scores and

@@ -27,8 +27,8 @@
 #   falls back to sacct when MinJobAge < 3 x its first status delay.
 # - The node advertises 2 fake GPUs (gres.conf, no device files), so that jobs asking for a GPU
 #   (--gpus=1 or --gres=gpu:1) are scheduled; CPUs and memory are declared at least 4 CPUs and
-#   16 GB (SlurmdParameters=config_overrides), so that the profile's per-job requests fit on a
-#   small CI machine unchanged. DefMemPerCPU keeps a job without a memory request from taking
+#   64 GB (SlurmdParameters=config_overrides; no cgroup enforces them), so that every per-job
+#   request of the profiles fits on a small CI machine unchanged. DefMemPerCPU keeps a job without a memory request from taking
 #   the whole node.
 set -euo pipefail
 
@@ -90,7 +90,7 @@ write_config() {
     while [ "$slurmd_port" = "$ctld_port" ]; do slurmd_port=$(free_port); done
     host=$(uname -n); host=${host%%.*}  # slurmctld must run on SlurmctldHost: this machine's short name
     cpus=$(nproc); [ "$cpus" -lt 4 ] && cpus=4
-    mem=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo); [ "$mem" -lt 16000 ] && mem=16000
+    mem=$(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo); [ "$mem" -lt 64000 ] && mem=64000
     cat >"$dir/slurm.conf" <<EOF
 # Written by scripts/local_slurm.sh: a single-node test cluster (see the comments there).
 ClusterName=databrittle-local

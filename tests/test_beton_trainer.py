@@ -112,8 +112,10 @@ def test_batches_follow_the_given_rows_and_the_schedule(splits):
     assert len(batches) == 16
     assert [tuple(x.shape[2:]) for x, _ in batches] == [(24, 24)] * 8 + [(32, 32)] * 8
     assert all(x.dtype == torch.float32 for x, _ in batches)
-    for step, (_, y) in enumerate(batches):
+    for step, (x, y) in enumerate(batches):
         assert torch.equal(y, job_labels[plan[step]])
+        # image j of the batch is plan row j: its dominant colour is that row's original class
+        assert torch.equal(x.mean((2, 3)).argmax(1), torch.as_tensor(labels)[plan[step]]), step
     seen = torch.cat([y for _, y in batches])
     assert set(seen.tolist()) == {1}  # no blue left, red relabelled green
     assert len(list(random_crop_batches(train, plan[:3], 16, CPU))) == 3
@@ -192,8 +194,8 @@ def test_pipeline_stages_run_on_imagenet_betons(splits, release, tmp_path):
     stages.reference_models(train, test, tmp_path / "logits.npy", tmp_path / "model_logits.npy",
                             tmp_path / "reference.json", counterfactual=recipe, n_models=1, seed=0, device="cpu")
     assert np.load(tmp_path / "model_logits.npy").shape == (1, 3 * N_VAL, 3)
-    stages.choose_targets(tmp_path / "model_logits.npy", test, tmp_path / "targets.csv", tmp_path / "targets.json",
-                          n_targets=2, seed=0, require_correct=False)
+    stages.choose_targets(tmp_path / "model_logits.npy", train, test, tmp_path / "targets.csv",
+                          tmp_path / "targets.json", n_targets=2, k=4, seed=0, require_correct=False)
     targets = pd.read_csv(tmp_path / "targets.csv")
     assert len(targets) == 2
 

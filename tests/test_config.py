@@ -96,6 +96,10 @@ def test_canonical_sorts_mapping_keys_recursively_and_keeps_list_order():
     (lambda c: c["ssl"]["moco"].pop("pretrained"), "config key 'methods': moco features on imagenet need an imported "
                                                    "checkpoint (ssl.moco.pretrained)"),
     (lambda c: c.update(methods=["gradcos"]), "config key 'methods': gradcos keeps every training image's gradient"),
+    (lambda c: c["counterfactual"]["resolution"].update(switch_epoch=17),
+     "config key 'counterfactual.resolution.switch_epoch': 17 must lie in [0, epochs = 16]"),
+    (lambda c: c["counterfactual"]["resolution"].update(low=224),
+     "config key 'counterfactual.resolution.low': 224 px is above high = 192 px"),
 ])
 def test_imagenet_config_errors_name_the_key(mutate, message):
     """ImageNet's images stay in their betons: an ImageNet ResNet with a resolution schedule,

@@ -59,8 +59,9 @@ def test_truncated_decoded_split_is_named(tmp_path, digits_splits):
         load_split(tmp_path / "t.npz")
 
 
-def test_k_larger_than_pool_names_the_key():
+def test_k_larger_than_every_pool_names_the_key():
     labels = np.array([0] * 5 + [1] * 3)
-    check_pool_size(3, labels, "train")
-    with pytest.raises(InputError, match=r"config key 'bisection.k': 4 is larger .* \(3 training images of class 1"):
-        check_pool_size(4, labels, "train")
+    check_pool_size(5, labels, "train")  # class 0 can supply targets
+    with pytest.raises(InputError, match=r"config key 'bisection.k': 6 is larger than every same-class candidate "
+                                         r"pool \(the largest: 5 training images of class 0 in train\)"):
+        check_pool_size(6, labels, "train")

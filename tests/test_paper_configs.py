@@ -80,3 +80,32 @@ def test_training_budget_counts_models_from_the_config(cifar10, imagenet):
     assert f"{budget.total_models:,}" in report and f"{budget.total_models * 36 / 3600:.1f}" in report
     lds_row = next(line for line in budget_report(imagenet).splitlines() if line.startswith("table_lds"))
     assert lds_row.split()[-1] == "0"  # lds.enabled false: no LDS table is built
+
+
+def test_models_used_per_method_follow_the_config(cifar10):
+    """Table 1's "models used": 1 extractor for ours, N checkpoints for trak-N, N fitting +
+    10K validation public models for datamodels-N, unknown for the public pre-fitted weights."""
+    from databrittle.budget import models_used
+    from databrittle.config import load_config
+
+    used = {method: models_used(method, cifar10) for method in cifar10["methods"]}
+    assert used == {"esvm-moco": 1, "l2-moco": 1, "esvm-supervised": 1, "l2-supervised": 1, "random": 0, "trak-5": 5,
+                    "trak-10": 10, "trak-20": 20, "trak-100": 100, "datamodels-10000": 20000,
+                    "datamodels-50000": 60000, "datamodels": None}
+    default = load_config(ROOT / "config" / "config.yaml")
+    assert [models_used(m, default) for m in ("trak", "datamodels", "gradcos")] == [5, 350, 1]
+
+
+def test_lds_table_writes_models_used(tmp_path):
+    import pandas as pd
+
+    from databrittle.stages import lds_table
+
+    for name in ("a", "b"):
+        pd.DataFrame({"target": [0, 1, 2], "lds": [0.5, 0.1, float("nan")], "defined": [True, True, False]}) \
+            .to_csv(tmp_path / f"{name}.csv", index=False)
+    lds_table([tmp_path / "a.csv", tmp_path / "b.csv"], tmp_path / "t.csv", tmp_path / "t.tex", methods=["trak-5", "datamodels"],
+              lds={"n_subsets": 100, "alpha": 0.5, "models_per_subset": 1}, models_used=[5, None])
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert table["models_used"].tolist()[0] == 5 and pd.isna(table["models_used"].tolist()[1])
+    assert table["lds"].tolist() == [0.3, 0.3] and table["undefined"].tolist() == [1, 1]

@@ -103,8 +103,9 @@ def test_extractor_stage_imports_the_checkpoint_and_features_use_it(tmp_path, re
         save_npz(tmp_path / f"{split}.npz", images=rng.integers(0, 256, (n, 24, 24, 3), dtype=np.uint8),
                  labels=np.arange(n, dtype=np.int64) % 2)
     section = {"pretrained": {"path": str(release["path"]), "sha256": release["sha256"], "format": "moco_v2_resnet50"}}
+    # device "cuda" as in config/imagenet.yaml: the import needs no GPU (its SLURM job asks for none)
     train_extractor("moco", tmp_path / "train.npz", tmp_path / "test.npz", tmp_path / "moco.pt", tmp_path / "moco.json",
-                    backbone={"name": "resnet18", "width": 64}, section=section, seed=0, device="cpu",
+                    backbone={"name": "resnet18", "width": 64}, section=section, seed=0, device="cuda",
                     pretrained=release["path"])
     payload = load_checkpoint(tmp_path / "moco.pt")
     assert payload["config"]["method"] == "moco_v2_resnet50"

@@ -144,6 +144,19 @@ def test_paper_scale_dry_run_lists_every_job_with_gpus_on_training_rules_only(tm
         wanted = trains_networks(rule, wildcards, public_datamodels=public) and not (rule == "ssl" and imported_ssl)
         assert requested == ({"gpu": "1"} if wanted else {}), f"{name}: {rule} {wildcards}: {requested}"
     assert seconds < 60, f"{name}: the dry run took {seconds:.0f} s"
+    step = next(resources for rule, _, resources in jobs if rule == "bisect_shard0")
+    # ImageNet: profiles/slurm-imagenet after profiles/slurm (12 h, 16 CPUs per step job)
+    assert (step["runtime"], step["cpus_per_task"]) == (("720", "16") if name == "imagenet" else ("60", "2"))
+
+
+def test_imagenet_profile_changes_only_resource_values():
+    """profiles/slurm-imagenet repeats default-resources and set-resources of profiles/slurm
+    (a later profile replaces whole keys) with other values, and changes nothing else."""
+    base = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    imagenet = yaml.safe_load((ROOT / "profiles" / "slurm-imagenet" / "config.yaml").read_text())
+    assert set(imagenet) == {"default-resources", "set-resources"}
+    assert set(imagenet["default-resources"]) == set(base["default-resources"])
+    assert set(base["set-resources"]) <= set(imagenet["set-resources"])  # no rule loses its own values
 
 
 # --- through a real SLURM -------------------------------------------------------------------

@@ -21,8 +21,8 @@ def test_data_dependent_checks_name_the_key(tmp_path):
     sidecar = tmp_path / "data.json"
     sidecar.write_text(json.dumps({"class_counts": {"train": {"0": 60, "1": 50}},
                                    "shapes": {"train": [110, 8, 8, 1], "test": [20, 8, 8, 1]}}))
-    config = {"bisection": {"k": 40}, "counterfactual": {"batch_size": 50, "arch": "mlp"}, "lds": {"alpha": 0.5}}
-    check_data_dependent(sidecar, config)
+    config = {"bisection": {"k": 55}, "counterfactual": {"batch_size": 50, "arch": "mlp"}, "lds": {"alpha": 0.5}}
+    check_data_dependent(sidecar, config)  # class 0 (60 images) can supply targets for k = 55
     config["counterfactual"]["arch"] = "resnet9"
     with pytest.raises(InputError, match=r"config key 'counterfactual.arch': resnet9 is a CIFAR-sized network .* 8x8"):
         check_data_dependent(sidecar, config)
@@ -31,8 +31,8 @@ def test_data_dependent_checks_name_the_key(tmp_path):
     with pytest.raises(InputError, match=r"config key 'counterfactual.batch_size': 60 is larger than the smallest "
                                          r"counterfactual training set \(55 samples"):
         check_data_dependent(sidecar, config)
-    config["bisection"]["k"] = 51
-    with pytest.raises(InputError, match="config key 'bisection.k': 51 is larger"):
+    config["bisection"]["k"] = 61
+    with pytest.raises(InputError, match="config key 'bisection.k': 61 is larger than every same-class"):
         check_data_dependent(sidecar, config)
 
 
@@ -158,10 +158,33 @@ def test_targets_among_correct_samples_or_all_samples(stage_files, rng):
     chosen = {}
     for require in (True, False):
         out = stage_files / f"targets_{require}.csv"
-        choose_targets(stage_files / "ref_logits.npy", stage_files / "test.npz", out, stage_files / f"t_{require}.json",
-                       n_targets=60, seed=0, require_correct=require)
+        choose_targets(stage_files / "ref_logits.npy", stage_files / "train.npz", stage_files / "test.npz", out,
+                       stage_files / f"t_{require}.json", n_targets=60, k=40, seed=0, require_correct=require)
         frame = pd.read_csv(out)
         assert sorted(np.bincount(frame["label"], minlength=10)) == [6] * 10  # class-balanced
         chosen[require] = frame["target"].to_numpy()
     assert right[chosen[True]].all()
     assert not right[chosen[False]].all()  # 60 draws among all samples hit some odd ones
+
+
+def test_targets_come_from_classes_with_k_training_images(stage_files):
+    """ImageNet's k = 1000 exceeds some classes' training images: targets are drawn from the
+    classes that can fill a same-class ranking of k, and the others are listed in the sidecar."""
+    import json
+
+    import pandas as pd
+
+    from databrittle.datasets import load_split
+    from databrittle.stages import choose_targets
+
+    _, train_labels = load_split(stage_files / "train.npz")
+    counts = np.bincount(train_labels)
+    k = int(np.sort(counts)[3]) + 1  # the 4 smallest classes cannot supply k images
+    out = stage_files / "targets_k.csv"
+    choose_targets(stage_files / "ref_logits.npy", stage_files / "train.npz", stage_files / "test.npz", out,
+                   stage_files / "t_k.json", n_targets=12, k=k, seed=0, require_correct=False)
+    labels = pd.read_csv(out)["label"].to_numpy()
+    allowed = np.flatnonzero(counts >= k)
+    assert len(allowed) == 6 and set(labels) == set(allowed) and sorted(np.bincount(labels)[allowed]) == [2] * 6
+    assert json.loads((stage_files / "t_k.json").read_text())["classes_excluded_for_k"] == \
+        sorted(set(range(10)) - set(allowed.tolist()))

@@ -126,7 +126,7 @@ def test_outputs_hold_real_numbers(finished_run):
 
 @pytest.mark.parametrize("old, new, message", [
     ("  budget: 1", "  budjet: 1", "config key 'bisection.budjet': unknown key"),
-    ("  k: 16", "  k: 500", "config key 'bisection.k': 500 is larger than the smallest same-class candidate pool"),
+    ("  k: 16", "  k: 500", "config key 'bisection.k': 500 is larger than every same-class candidate pool"),
 ])
 def test_bad_config_is_named_before_any_training(tmp_path, old, new, message):
     """A misspelt key fails before any job; k > the smallest pool fails right after the data job."""

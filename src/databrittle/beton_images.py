@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from databrittle.device import available_cpus
 from databrittle.errors import InputError
 
 #: Centre-crop ratio of evaluation (FFCV's ImageNet example, MoCo's 224-of-256 transform).
@@ -66,9 +67,19 @@ class BetonImages:
         return len(self.rows)
 
     def __getitem__(self, index: np.ndarray | list[int] | slice) -> "BetonImages":
-        """The view of the selected rows (integer array, list or slice)."""
-        selected = self.rows[index] if isinstance(index, slice) else self.rows[np.asarray(index, dtype=np.int64)]
-        return BetonImages(self.path, np.atleast_1d(selected).astype(np.int64), self.max_resolution)
+        """The view of the selected rows: a slice, a 1-d integer array/list, or a boolean mask
+        of length n (as numpy indexes; a scalar is refused, since it would be one image, not
+        a view)."""
+        if isinstance(index, slice):
+            return BetonImages(self.path, self.rows[index], self.max_resolution)
+        index = np.asarray(index)
+        if index.ndim != 1 or not (index.dtype.kind in "iub" or index.size == 0):
+            raise InputError(f"images of {self.path}: index with a slice, a 1-d integer array or a boolean mask, "
+                             f"got {index.dtype} of shape {index.shape}")
+        if index.dtype == bool and len(index) != len(self.rows):
+            raise InputError(f"images of {self.path}: boolean mask of length {len(index)} for {len(self.rows)} images")
+        selected = self.rows[index] if index.dtype == bool else self.rows[index.astype(np.int64)]
+        return BetonImages(self.path, selected.astype(np.int64), self.max_resolution)
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -84,14 +95,6 @@ def open_beton_images(path: str | os.PathLike, max_resolution: int) -> BetonImag
     return BetonImages(Path(path), np.arange(n_rows, dtype=np.int64), int(max_resolution))
 
 
-def loader_workers() -> int:
-    """FFCV decoding workers: the CPUs this process may use (SLURM's allocation on a node)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _loader(path: Path, rows: np.ndarray, decoder, batch_size: int, device: torch.device, drop_last: bool):
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import ToDevice, ToTensor, ToTorchImage
@@ -99,7 +102,7 @@ def _loader(path: Path, rows: np.ndarray, decoder, batch_size: int, device: torc
     if len(rows) and (int(rows.min()) < 0):
         raise InputError(f"{path}: negative beton row {int(rows.min())}")
     pipeline = [decoder, ToTensor(), ToDevice(device, non_blocking=True), ToTorchImage()]
-    return Loader(str(path), batch_size=batch_size, num_workers=loader_workers(), order=OrderOption.SEQUENTIAL,
+    return Loader(str(path), batch_size=batch_size, num_workers=available_cpus(), order=OrderOption.SEQUENTIAL,
                   indices=np.asarray(rows, dtype=np.int64), drop_last=drop_last, os_cache=True,
                   pipelines={"image": pipeline, "label": None})
 

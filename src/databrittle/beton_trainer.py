@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from databrittle.beton_images import BetonImages, centre_crop_batches, normalise, random_crop_batches
+from databrittle.config import check_resolution
 from databrittle.errors import InputError
 from databrittle.schedule import ModelJob, check_job, label_table, lr_table, model_plan
 from databrittle.seeds import derive_seed
@@ -55,6 +56,7 @@ def check_inputs(images: BetonImages, labels: torch.Tensor, evals: BetonImages |
                          f"got {type(evals).__name__}")
     if cfg.resolution is None:
         raise InputError(f"config key 'counterfactual.resolution': required to train on the images of {images.path}")
+    check_resolution(cfg.resolution, cfg.epochs)
     if cfg.arch not in IMAGENET_ARCHITECTURES:
         raise InputError(f"config key 'counterfactual.arch': {cfg.arch} is not an ImageNet network "
                          f"(expected one of {IMAGENET_ARCHITECTURES}) for the images of {images.path}")
@@ -70,7 +72,7 @@ def training_batches(images: BetonImages, job_labels: torch.Tensor, plan: torch.
     probability 1/2 from ``generator`` (the model's "augment" generator).
     """
     per_epoch = len(plan) // epochs
-    switch = min(max(int(resolution["switch_epoch"]), 0), epochs) * per_epoch
+    switch = int(resolution["switch_epoch"]) * per_epoch
     for start, stop, size in ((0, switch, resolution["low"]), (switch, len(plan), resolution["high"])):
         if start == stop:
             continue

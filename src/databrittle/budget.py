@@ -64,6 +64,22 @@ def baseline_models(method: str, config: dict[str, Any]) -> int:
     return 0
 
 
+def models_used(method: str, config: dict[str, Any]) -> int | None:
+    """Models behind a method's scores, the "models used" of paper Table 1: 0 for the random
+    control, 1 for a feature method (one extractor), the models a baseline trains (TRAK's
+    checkpoints, Datamodels' fitting + validation models, Grad-Cos's one), N + n_validation
+    public models for ``datamodels-N`` from the public release, and None (not known from the
+    config) for the release's pre-fitted weights or a fit on all its models."""
+    spec = parse_method(method)
+    if spec.similarity == "random":
+        return 0
+    if spec.extractor is not None:
+        return 1
+    if spec.similarity == "datamodels" and config["datamodels"].get("source", "train") == "public":
+        return spec.n_models + config["datamodels"]["n_validation"] if spec.n_models is not None else None
+    return baseline_models(method, config)
+
+
 def training_budget(config: dict[str, Any]) -> TrainingBudget:
     """The :class:`TrainingBudget` of a validated config."""
     bisection = config["bisection"]

@@ -112,6 +112,19 @@ def _check_consistency(config: dict[str, Any]) -> None:
         raise InputError("config key 'counterfactual.arch_options': not used by arch mlp (use hidden)")
 
 
+def check_resolution(resolution: dict[str, int], epochs: int) -> None:
+    """Progressive resizing (paper A.2): ``low`` px for epochs 0 .. switch_epoch - 1, ``high``
+    px after, so 0 <= switch_epoch <= epochs (0 or epochs: one resolution throughout) and
+    low <= high."""
+    switch = resolution["switch_epoch"]
+    if not 0 <= switch <= epochs:
+        raise InputError(f"config key 'counterfactual.resolution.switch_epoch': {switch} must lie in [0, epochs = "
+                         f"{epochs}]")
+    if resolution["low"] > resolution["high"]:
+        raise InputError(f"config key 'counterfactual.resolution.low': {resolution['low']} px is above high = "
+                         f"{resolution['high']} px (progressive resizing grows the images)")
+
+
 def _check_beton_dataset(config: dict[str, Any]) -> None:
     """ImageNet's images stay in their betons (databrittle.beton_images): its networks are
     ImageNet ResNets with a resolution schedule, its features come from imported checkpoints,
@@ -131,6 +144,7 @@ def _check_beton_dataset(config: dict[str, Any]) -> None:
     if "resolution" not in recipe:
         raise InputError("config key 'counterfactual.resolution': required for dataset imagenet (paper A.2: "
                          "low 160, high 192, switch_epoch 11)")
+    check_resolution(recipe["resolution"], recipe["epochs"])
     for extractor in extractors_used(config["methods"]):
         if extractor == "supervised" or "pretrained" not in config["ssl"].get(extractor, {}):
             raise InputError(f"config key 'methods': {extractor} features on imagenet need an imported checkpoint "

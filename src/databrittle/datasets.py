@@ -198,12 +198,13 @@ def class_counts(labels: np.ndarray) -> dict[int, int]:
 
 
 def check_pool_size(k: int, train_labels: np.ndarray, source: str) -> None:
-    """Raise if ``k`` exceeds the smallest same-class candidate pool (config ``bisection.k``)."""
+    """Raise if ``k`` exceeds every class's same-class candidate pool (config ``bisection.k``):
+    targets are drawn from the classes with at least k training images, so one must exist."""
     counts = class_counts(train_labels)
-    smallest_class = min(counts, key=counts.get)
-    if k > counts[smallest_class]:
-        raise InputError(f"config key 'bisection.k': {k} is larger than the smallest same-class candidate pool "
-                         f"({counts[smallest_class]} training images of class {smallest_class} in {source})")
+    largest_class = max(counts, key=counts.get)
+    if k > counts[largest_class]:
+        raise InputError(f"config key 'bisection.k': {k} is larger than every same-class candidate pool (the "
+                         f"largest: {counts[largest_class]} training images of class {largest_class} in {source})")
 
 
 def prepare_digits(out_dir: str | os.PathLike, test_fraction: float, seed: int) -> dict[str, Split]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from databrittle.errors import InputError
@@ -23,3 +25,11 @@ def resolve_device(policy: str) -> torch.device:
             raise InputError("config key 'device': 'cuda' was asked but no CUDA GPU is visible")
         return torch.device("cuda")
     raise InputError(f"config key 'device': unknown policy {policy!r} (auto, cuda or cpu)")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (a SLURM job's allocation, not the whole node)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

@@ -39,6 +39,7 @@ import pandas as pd
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
+from databrittle.device import available_cpus
 from databrittle.errors import InputError
 from databrittle.io import atomic_path, write_csv
 
@@ -62,7 +63,7 @@ class ImageBetonSettings:
         jpeg_quality: JPEG quality of compressed images (default 90, FFCV's example).
         compress_probability: share of JPEG-compressed images in ``proportion`` mode
             (default 0.10, FFCV's ResNet-18 data).
-        num_workers: writer processes (FFCV's example: 16; capped at the CPU count).
+        num_workers: writer processes (FFCV's example: 16; capped at the CPUs the job may use).
         chunk_size: samples handed to a worker at a time (FFCV's example: 100).
         page_size: bytes per FFCV page (FFCV's default, 8 MiB; a power of two >= 2 MiB).
         seed: seeds the per-image JPEG-or-raw draw of ``proportion`` mode, so the same
@@ -203,7 +204,7 @@ def write_image_beton(path: str | os.PathLike, dataset: ImageFolder,
                                      jpeg_quality=settings.jpeg_quality,
                                      compress_probability=settings.compress_probability),
               "label": IntField()}
-    workers = max(1, min(settings.num_workers, os.cpu_count() or 1, len(dataset)))
+    workers = max(1, min(settings.num_workers, available_cpus(), len(dataset)))
     with atomic_path(path) as tmp, tempfile.TemporaryDirectory(dir=Path(path).parent) as scratch:
         failures = Path(scratch) / "unreadable.tsv"
         writer = DatasetWriter(str(tmp), fields, num_workers=workers, page_size=settings.page_size)

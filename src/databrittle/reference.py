@@ -51,17 +51,19 @@ def reference_summary(model_logits: np.ndarray, labels: np.ndarray) -> dict[str,
             "correct_on_average": float(correct_on_average(model_logits, labels).mean())}
 
 
-def choose_targets(eligible: np.ndarray, labels: np.ndarray, n_targets: int, seed: int) -> np.ndarray:
+def choose_targets(eligible: np.ndarray, labels: np.ndarray, n_targets: int, seed: int,
+                   classes: np.ndarray | None = None) -> np.ndarray:
     """Class-balanced random test indices among ``eligible`` (bool (n,)).
 
-    Each class gets floor(n_targets / C) targets; the remainder goes to classes drawn at
-    random. Returns int64 (n_targets,) sorted by class, then index.
+    Each of the C ``classes`` (default: every label) gets floor(n_targets / C) targets; the
+    remainder goes to classes drawn at random. Returns int64 (n_targets,) sorted by class,
+    then index.
 
     Raises:
         InputError: (config key targets.n_targets) when a class has too few eligible samples.
     """
     generator = rng(seed, "targets")
-    classes = np.unique(labels)
+    classes = np.unique(labels) if classes is None else np.asarray(classes)
     per_class = np.full(len(classes), n_targets // len(classes))
     per_class[generator.choice(len(classes), n_targets % len(classes), replace=False)] += 1
     chosen = []
@@ -72,6 +74,14 @@ def choose_targets(eligible: np.ndarray, labels: np.ndarray, n_targets: int, see
                              f"correctly classified on average, {count} needed")
         chosen.append(np.sort(generator.choice(pool, count, replace=False)))
     return np.concatenate(chosen).astype(np.int64)
+
+
+def classes_with_pools(train_labels: np.ndarray, k: int) -> np.ndarray:
+    """Classes whose training split holds at least ``k`` images: the classes a target may
+    come from, since a same-class ranking lists k of them (ImageNet: k = 1000 while some
+    classes have as few as 732 training images)."""
+    values, counts = np.unique(train_labels, return_counts=True)
+    return values[counts >= k]
 
 
 def targets_frame(target_ids: np.ndarray, labels: np.ndarray, flips: np.ndarray) -> pd.DataFrame:

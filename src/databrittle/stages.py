@@ -55,7 +55,8 @@ def prepare_data(train_beton: Path, test_beton: Path, train_data: Path, test_dat
 def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
     """Config checks that need the data (DESIGN.md 4), run right after the data job.
 
-    k must not exceed the smallest same-class pool, every counterfactual training set
+    Some class must hold at least k training images (targets come from those classes), every
+    counterfactual training set
     (all data minus k removed samples; an LDS subset of round(alpha * n)) must hold at least
     one batch, and a CIFAR-sized counterfactual network needs 32x32 images. Errors name the
     config key.
@@ -76,7 +77,7 @@ def check_data_dependent(sidecar: Path, config: dict[str, Any]) -> None:
     counts = data["class_counts"]["train"]
     labels = np.repeat(np.array([int(c) for c in counts]), [int(n) for n in counts.values()])
     k = config["bisection"]["k"]
-    check_pool_size(k, labels, str(sidecar))
+    check_pool_size(k, labels, str(sidecar))  # targets come from the classes with >= k images
     batch = config["counterfactual"]["batch_size"]
     smallest = min(len(labels) - k, int(round(config["lds"]["alpha"] * len(labels))))
     if batch > smallest:
@@ -105,7 +106,9 @@ def train_extractor(kind: str, train_data: Path, test_data: Path, checkpoint: Pa
     from databrittle.device import resolve_device
     from databrittle.seeds import derive_seed
 
-    torch_device = resolve_device(device)
+    # importing a published checkpoint trains nothing: it runs without a GPU (its SLURM job asks
+    # for none, see ssl_trains in workflow/rules/common.smk) whatever the device policy
+    torch_device = torch.device("cpu") if "pretrained" in section else resolve_device(device)
     with measured() as meter:
         images, labels = load_split(train_data)
         train_seed = derive_seed(seed, "extractor", kind)
@@ -197,27 +200,34 @@ def reference_models(train_data: Path, test_data: Path, mean_logits: Path, model
                       **reference_summary(logits, test_labels))
 
 
-def choose_targets(model_logits: Path, test_data: Path, targets_csv: Path, sidecar: Path, *, n_targets: int,
-                   seed: int, require_correct: bool = True) -> None:
+def choose_targets(model_logits: Path, train_data: Path, test_data: Path, targets_csv: Path, sidecar: Path, *,
+                   n_targets: int, k: int, seed: int, require_correct: bool = True) -> None:
     """targets.csv: class-balanced targets with flip classes, drawn among the test samples the
     reference models classify correctly on average (``require_correct``, the paper's ImageNet
-    protocol and our digits default) or among all test samples (the paper's CIFAR-10 protocol)."""
+    protocol and our digits default) or among all test samples (the paper's CIFAR-10
+    protocol), of the classes whose training split holds at least k images (all classes of
+    digits and CIFAR-10; ImageNet has classes of 732 images and k = 1000)."""
     from databrittle.datasets import load_split
-    from databrittle.reference import choose_targets as choose, correct_on_average, flip_classes, targets_frame
+    from databrittle.reference import choose_targets as choose, classes_with_pools, correct_on_average, flip_classes
+    from databrittle.reference import targets_frame
 
     with measured() as meter:
+        _, train_labels = load_split(train_data)
         _, test_labels = load_split(test_data)
         logits = io.load_npy(model_logits, ndim=3)
         if logits.shape[1] != len(test_labels):
             raise io.InputError(f"{model_logits}: {logits.shape[1]} test rows, {test_data} has {len(test_labels)}")
+        classes = classes_with_pools(train_labels, k)
+        excluded = sorted(set(np.unique(test_labels).tolist()) - set(classes.tolist()))
         eligible = correct_on_average(logits, test_labels) if require_correct else np.ones(len(test_labels), bool)
-        chosen = choose(eligible, test_labels, n_targets, seed)
+        chosen = choose(eligible, test_labels, n_targets, seed, classes=np.intersect1d(classes, test_labels))
         io.write_csv(targets_csv, targets_frame(chosen, test_labels, flip_classes(logits.mean(0), test_labels)))
         rule = ("class-balanced among test samples correct on average over the reference models" if require_correct
-                else "class-balanced among all test samples")
-        write_sidecar(sidecar, params={"n_targets": n_targets, "seed": seed, "require_correct": require_correct,
+                else "class-balanced among all test samples") + " of classes with at least k training images"
+        write_sidecar(sidecar, params={"n_targets": n_targets, "k": k, "seed": seed, "require_correct": require_correct,
                                        "rule": rule}, meter=meter,
-                      outputs=[targets_csv], eligible=int(eligible.sum()), test_samples=len(test_labels))
+                      outputs=[targets_csv], eligible=int(eligible.sum()), test_samples=len(test_labels),
+                      classes_excluded_for_k=excluded)
 
 
 # ---------------------------------------------------------------- rankings
@@ -485,16 +495,20 @@ def auc_table(support_files: Sequence[Path], table_csv: Path, table_tex: Path, *
 
 
 def lds_table(lds_files: Sequence[Path], table_csv: Path, table_tex: Path, *, methods: Sequence[str],
-              lds: dict[str, Any]) -> None:
-    """Mean LDS per method with the number of undefined correlations (paper Table 1)."""
+              lds: dict[str, Any], models_used: Sequence[int | None]) -> None:
+    """Mean LDS per method with the number of undefined correlations and the models behind
+    each method's scores (paper Table 1; ``models_used`` from :func:`databrittle.budget.models_used`,
+    None written as an empty cell)."""
     from databrittle.metrics import lds_summary
     from databrittle.plots import write_table
 
     rows = []
-    for method, path in zip(methods, lds_files):
+    if len(models_used) != len(methods):
+        raise ValueError(f"expected {len(methods)} models_used entries, got {len(models_used)}")
+    for method, path, used in zip(methods, lds_files, models_used):
         frame = pd.read_csv(path)
         summary = lds_summary(frame["lds"].to_numpy(dtype=float), ~frame["defined"].astype(bool).to_numpy())
-        rows.append({"method": method, "models_used": 1, "lds": summary["mean"], "targets": summary["n_targets"],
+        rows.append({"method": method, "models_used": pd.NA if used is None else int(used), "lds": summary["mean"], "targets": summary["n_targets"],
                      "undefined": summary["n_undefined"], "m": lds["n_subsets"], "alpha": lds["alpha"],
                      "models_per_subset": lds["models_per_subset"]})
     write_table(pd.DataFrame(rows), table_csv, table_tex,

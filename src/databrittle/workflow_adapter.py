@@ -1,7 +1,9 @@
 """Turn Snakemake's ``snakemake`` object into one call of a :mod:`databrittle.stages` function.
 
 Named inputs, outputs and params become keyword arguments of the stage named by
-``params.stage`` (``params.code`` only exists to mark results stale). The job's stderr
+``params.stage`` (``params.code`` only exists to mark results stale, and inputs named
+``tracked_*`` only make Snakemake track files a stage reads through another input, such as
+ImageNet's betons behind its ``{split}.npz`` files). The job's stderr
 and stdout go to its ``log:`` file; a bad-input error ends the job with one line.
 """
 
@@ -15,6 +17,7 @@ from typing import Any
 from databrittle.errors import InputError
 
 _NOT_ARGUMENTS = {"stage", "code"}
+_TRACKED_ONLY = "tracked_"
 
 
 def _value(item: Any) -> Any:
@@ -28,6 +31,8 @@ def stage_arguments(snakemake: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     for group in (snakemake.input, snakemake.output):
         for name, item in group.items():
+            if group is snakemake.input and name.startswith(_TRACKED_ONLY):
+                continue
             kwargs[name] = _value(item) if not isinstance(item, str) else str(item)
     for name, item in snakemake.params.items():
         if name not in _NOT_ARGUMENTS:

@@ -8,6 +8,7 @@ for shard_id, shard_slots in enumerate(SHARDS):
         name:
             f"bisect_shard{shard_id}"
         input:
+            unpack(image_betons),
             train_data=checked_train_data,
             test_data=f"{RESULTS}/data/test.npz",
             targets_csv=rules.targets.output.targets_csv,

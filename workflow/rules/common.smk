@@ -3,6 +3,7 @@ import os
 import sys
 from functools import partial
 
+from databrittle.budget import models_used
 from databrittle.config import canonical, training_section, validate_config
 from databrittle.methods import EXTRACTORS as EXTRACTOR_NAMES, SSL_METHODS, extractors_used, is_attribution, parse_method
 from databrittle.errors import InputError
@@ -27,14 +28,26 @@ N_TARGETS = config["targets"]["n_targets"]
 PER_JOB = config["targets"]["per_job"]
 SHARDS = [list(range(start, min(start + PER_JOB, N_TARGETS))) for start in range(0, N_TARGETS, PER_JOB)]
 STAGE_SCRIPT = "../scripts/run_stage.py"
+# Modules behind databrittle.datasets.load_split (ImageNet's views read the betons through
+# beton_images, imagenet, device and pretrained's normalisation constants): every rule that
+# loads a split lists them.
+DATA = ("datasets", "beton_images", "imagenet", "pretrained", "device")
 # Modules behind databrittle.train.train_models: every rule that trains lists them.
 TRAINER = ("train", "schedule", "mlp_trainer", "torch_trainer", "beton_trainer", "train_augment", "architectures",
-           "device", "seeds", "datasets", "beton_images")
+           "device", "seeds", *DATA)
 
 
 def code(*modules):
     """Hash of the package modules a rule uses: editing them marks its results stale."""
     return code_hash(["stages", "workflow_adapter", "io", "provenance", "config", "errors", *modules])
+
+
+def image_betons(wildcards):
+    """ImageNet's betons, for the rules that read its images through {split}.npz (tracked by
+    Snakemake only, not passed to the stage); nothing for the in-memory datasets."""
+    if DS != "imagenet":
+        return {}
+    return {f"tracked_{split}_beton": f"{RESULTS}/data/{split}.beton" for split in ("train", "test")}
 
 
 def slot_dir(slot):
@@ -147,9 +160,9 @@ def ranking_code(wildcards):
     """Code hash of a ranking: a baseline's own module (and the trainer), or the feature path."""
     spec = parse_method(wildcards.method)
     if is_attribution(spec):
-        return code("rank", "methods", "datasets", "beton_images", "reference", "lds", "baselines.run",
+        return code("rank", "methods", *DATA, "reference", "lds", "baselines.run",
                     f"baselines.{spec.similarity}", *TRAINER)
-    return code("rank", "esvm", "methods", "datasets", "beton_images", "reference", "seeds")
+    return code("rank", "esvm", "methods", *DATA, "reference", "seeds")
 
 
 def esvm_params(wildcards):

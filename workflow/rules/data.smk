@@ -13,7 +13,7 @@ checkpoint data:
         dataset=DS,
         data=config["data"],
         seed=config["seed"],
-        code=code("datasets", "beton_images", "cifar10", "imagenet", "seeds"),
+        code=code(*DATA, "cifar10", "seeds"),
     log:
         f"{LOGS}/data.log",
     benchmark:

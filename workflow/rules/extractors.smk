@@ -1,5 +1,6 @@
 rule ssl:
     input:
+        unpack(image_betons),
         unpack(pretrained_checkpoint),
         train_data=checked_train_data,
         test_data=f"{RESULTS}/data/test.npz",
@@ -16,7 +17,7 @@ rule ssl:
         seed=config["seed"],
         device=config["device"],
         torch_threads=2,
-        code=code("ssl", "ssl_objectives", "pretrained", "augment", "models", "features", "datasets", "beton_images",
+        code=code("ssl", "ssl_objectives", "pretrained", "augment", "models", "features", *DATA,
                   "device", "seeds"),
     threads: 2
     resources:
@@ -31,6 +32,7 @@ rule ssl:
 
 rule supervised_extractor:
     input:
+        unpack(image_betons),
         train_data=checked_train_data,
         test_data=f"{RESULTS}/data/test.npz",
     output:
@@ -44,7 +46,7 @@ rule supervised_extractor:
         seed=config["seed"],
         device=config["device"],
         torch_threads=2,
-        code=code("ssl", "augment", "models", "features", "datasets", "beton_images", "device", "seeds"),
+        code=code("ssl", "augment", "models", "features", *DATA, "device", "seeds"),
     threads: 2
     resources:
         **gpu_resources(),
@@ -58,6 +60,7 @@ rule supervised_extractor:
 
 rule features:
     input:
+        unpack(image_betons),
         checkpoint=extractor_checkpoint,
         train_data=f"{RESULTS}/data/train.npz",
         test_data=f"{RESULTS}/data/test.npz",
@@ -69,7 +72,7 @@ rule features:
         stage="extract_features",
         layer=feature_layer,
         device=config["device"],
-        code=code("ssl", "ssl_objectives", "pretrained", "models", "features", "datasets", "beton_images", "device"),
+        code=code("ssl", "ssl_objectives", "augment", "models", "features", *DATA, "device"),
     resources:
         **gpu_resources(),
     log:

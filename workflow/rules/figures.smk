@@ -88,7 +88,8 @@ rule make_table_lds:
         stage="lds_table",
         methods=METHODS,
         lds=config["lds"],
-        code=code("plots", "metrics"),
+        models_used=[models_used(method, config) for method in METHODS],
+        code=code("plots", "metrics", "budget", "methods"),
     log:
         f"{LOGS}/figures/table_lds.log",
     script:

@@ -1,5 +1,6 @@
 rule lds_ground_truth:
     input:
+        unpack(image_betons),
         train_data=checked_train_data,
         test_data=f"{RESULTS}/data/test.npz",
         targets_csv=rules.targets.output.targets_csv,

@@ -1,5 +1,6 @@
 rule rankings:
     input:
+        unpack(image_betons),
         unpack(method_features),
         train_data=f"{RESULTS}/data/train.npz",
         test_data=f"{RESULTS}/data/test.npz",
@@ -29,6 +30,7 @@ rule rankings:
 
 rule lds_scores:
     input:
+        unpack(image_betons),
         similarity=rules.rankings.output.similarity,
         train_data=f"{RESULTS}/data/train.npz",
         targets_csv=rules.targets.output.targets_csv,
@@ -38,7 +40,7 @@ rule lds_scores:
         stage="lds_scores",
         method="{method}",
         top_fraction=config["lds"]["top_fraction"],
-        code=code("rank", "methods", "datasets", "beton_images", "reference"),
+        code=code("rank", "methods", *DATA, "reference"),
     log:
         f"{LOGS}/scores/{{method}}.log",
     script:

@@ -1,5 +1,6 @@
 rule reference:
     input:
+        unpack(image_betons),
         train_data=checked_train_data,
         test_data=f"{RESULTS}/data/test.npz",
     output:
@@ -25,7 +26,9 @@ rule reference:
 
 rule targets:
     input:
+        unpack(image_betons),
         model_logits=rules.reference.output.model_logits,
+        train_data=checked_train_data,
         test_data=f"{RESULTS}/data/test.npz",
     output:
         targets_csv=f"{RESULTS}/targets.csv",
@@ -33,9 +36,10 @@ rule targets:
     params:
         stage="choose_targets",
         n_targets=config["targets"]["n_targets"],
+        k=config["bisection"]["k"],
         require_correct=config["targets"].get("require_correct", True),
         seed=config["seed"],
-        code=code("reference", "train", "datasets", "beton_images", "seeds"),
+        code=code("reference", "train", *DATA, "seeds"),
     log:
         f"{LOGS}/targets.log",
     script:

@@ -8,9 +8,8 @@ signed already). All models come from :func:`databrittle.train.trained_modules` 
 ``counterfactual``), seeded by purpose keys of the base seed.
 
 - ``trak`` (Park et al. 2023; paper Figs. 1, 3, 4, Table 1): ``n_models`` models on all
-  training data (keys "trak-model", r), traker with its block-wise projector
-  (``BasicProjector``) of dimension ``proj_dim`` on the job's device (a GPU on a cluster; the
-  CUDA-only ``fast_jl`` projector is not a dependency) (:mod:`databrittle.baselines.trak`).
+  training data (keys "trak-model", r), traker's projection to ``proj_dim`` on the job's
+  device (:mod:`databrittle.baselines.trak` says which projector).
 - ``datamodels`` (Ilyas et al. 2022; paper Table 1, Fig. 3): with ``source: public`` the
   user's local copy of the public CIFAR-10 release (pre-fitted weights, or a fit on its
   masks and margins; sha256-checked); otherwise ``n_models`` models on random

@@ -20,8 +20,12 @@ for checkpoint m of N (all float32 here; traker's half precision is switched off
 * out-to-loss weights ``q_i = 1 - p_i`` (p_i: softmax probability of the correct class);
 * final scores ``tau(t, i) = mean_m[phi_t^T K_m^{-1} phi_i] * mean_m[q_i]``.
 
-The GPU projector of traker (``fast_jl``) is not used: the projector is always traker's
-block-wise :class:`~trak.projectors.BasicProjector`, which runs on any device.
+Projector: on the CPU, traker's block-wise :class:`~trak.projectors.BasicProjector` (with
+the fix of :func:`_projector_class`), tested here. On a CUDA device the choice is left to
+traker, as its documentation recommends: its ``CudaProjector`` when the optional ``fast_jl``
+package is installed (``pip install traker[fast]``, compiled against the cluster's CUDA; not
+a dependency of this project), else ``BasicProjector`` on the GPU (traker then logs that it
+falls back). The CUDA path has not been run by this project (no GPU).
 """
 
 from __future__ import annotations
@@ -198,10 +202,13 @@ def trak_scores_from_batches(models: Sequence[torch.nn.Module], train_batches: C
     # traker loads every checkpoint into the model it is given and sets it to eval mode: use a copy.
     work_model = copy.deepcopy(models[0]).to(device=torch_device, dtype=torch.float32).eval()
     n_params = sum(p.numel() for p in work_model.parameters())
-    projector = _projector_class()(grad_dim=n_params, proj_dim=int(proj_dim), seed=int(seed),
-                               proj_type=ProjectionType(proj_type), device=torch_device, dtype=torch.float32)
+    projector = None  # CUDA: traker picks fast_jl's CudaProjector if installed, else BasicProjector
+    if torch_device.type != "cuda":
+        projector = _projector_class()(grad_dim=n_params, proj_dim=int(proj_dim), seed=int(seed),
+                                       proj_type=ProjectionType(proj_type), device=torch_device, dtype=torch.float32)
     traker = TRAKer(model=work_model, task="image_classification", train_set_size=n_train, save_dir=str(save_dir),
-                    load_from_save_dir=True, device=str(torch_device), projector=projector,
+                    load_from_save_dir=True, device=str(torch_device), projector=projector, proj_dim=int(proj_dim),
+                    projector_seed=int(seed),
                     use_half_precision=False, logging_level=logging.WARNING, lambda_reg=float(lambda_reg))
     checkpoints = [{k: v.detach().to(torch_device) for k, v in m.state_dict().items()} for m in models]
 

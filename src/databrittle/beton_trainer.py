@@ -27,6 +27,7 @@ BatchNorm), and no BlurPool layers (torchvision's ResNet-18 as it is).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,11 +39,15 @@ from databrittle.schedule import ModelJob, check_job, label_table, lr_table, mod
 from databrittle.seeds import derive_seed
 from databrittle.torch_trainer import init_model, predict, sgd_train
 
+if TYPE_CHECKING:  # databrittle.train imports this module
+    from databrittle.train import TrainConfig
+
 #: Evaluation size when ``counterfactual.resolution.eval`` is not given (FFCV's ImageNet example).
 DEFAULT_EVAL_RESOLUTION = 256
 
 
-def check_inputs(images: BetonImages, labels: torch.Tensor, evals: BetonImages | None, n_classes: int, cfg) -> None:
+def check_inputs(images: BetonImages, labels: torch.Tensor, evals: BetonImages | None, n_classes: int,
+                 cfg: "TrainConfig") -> None:
     """Beton-backed training: labels for every image, evaluation images from a beton, the
     ImageNet resolution schedule given, and an ImageNet-sized network."""
     from databrittle.architectures import IMAGENET_ARCHITECTURES
@@ -83,8 +88,8 @@ def training_batches(images: BetonImages, job_labels: torch.Tensor, plan: torch.
             yield normalise(batch), job_labels[plan[step].to(job_labels.device)]
 
 
-def fit_networks(images: BetonImages, labels: torch.Tensor, jobs: Sequence[ModelJob], cfg, n_classes: int,
-                 device: torch.device) -> Iterator[torch.nn.Module]:
+def fit_networks(images: BetonImages, labels: torch.Tensor, jobs: Sequence[ModelJob], cfg: "TrainConfig",
+                 n_classes: int, device: torch.device) -> Iterator[torch.nn.Module]:
     """Train the jobs one after another on the device; yield each trained network."""
     tables = label_table(jobs, labels).to(device)
     for job, job_labels in zip(jobs, tables):
@@ -97,17 +102,18 @@ def fit_networks(images: BetonImages, labels: torch.Tensor, jobs: Sequence[Model
         yield model
 
 
-def eval_resolution(cfg) -> int:
+def eval_resolution(cfg: "TrainConfig") -> int:
+    """Evaluation size in px (``resolution.eval``, default 256)."""
     return int(cfg.resolution.get("eval", DEFAULT_EVAL_RESOLUTION))
 
 
-def evaluate(model: torch.nn.Module, evals: BetonImages, cfg, device: torch.device) -> torch.Tensor:
+def evaluate(model: torch.nn.Module, evals: BetonImages, cfg: "TrainConfig", device: torch.device) -> torch.Tensor:
     """float32 (n_eval, C) logits on the centre crops of ``evals``, in its order."""
     return predict(model, (normalise(batch) for batch in centre_crop_batches(evals, eval_resolution(cfg), device)))
 
 
-def train_models(images: BetonImages, labels: torch.Tensor, jobs: Sequence[ModelJob], cfg, evals: BetonImages,
-                 n_classes: int, device: torch.device) -> np.ndarray:
+def train_models(images: BetonImages, labels: torch.Tensor, jobs: Sequence[ModelJob], cfg: "TrainConfig",
+                 evals: BetonImages, n_classes: int, device: torch.device) -> np.ndarray:
     """:func:`databrittle.train.train_models` for beton images: float32 (n_models, n_eval, C)."""
     check_inputs(images, labels, evals, n_classes, cfg)
     for job in jobs:
@@ -119,7 +125,7 @@ def train_models(images: BetonImages, labels: torch.Tensor, jobs: Sequence[Model
     return torch.stack(out).numpy().astype(np.float32)
 
 
-def module_batches(images: BetonImages, labels: np.ndarray, cfg, device: torch.device
+def module_batches(images: BetonImages, labels: np.ndarray, cfg: "TrainConfig", device: torch.device
                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(network input float (b, 3, r, r), labels int64 (b,)) batches of ``images`` in order, as
     :func:`evaluate` sees them (for the attribution baselines that need per-sample inputs)."""
